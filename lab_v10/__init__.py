@@ -1,0 +1,1 @@
+"""HRM Dual-Book Trading Lab."""

@@ -1,0 +1,361 @@
+"""Typed lab configuration loaded from YAML.
+
+One dataclass per section; :func:`load_config` reads a YAML file with ``yaml.safe_load`` and builds a
+:class:`LabConfig`, rejecting unknown keys, wrong types and out-of-range values with a
+:class:`~lab_v10.src.errors.ConfigError` that names the file and the key path, for example::
+
+    config/small.yaml: hrm.l.d_model: expected int > 0, got '768x'
+
+Range checks are declared next to each field with ``field(metadata={"check": ...})`` so the rule and the
+default stand together. Units and time semantics are stated in each field's comment.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Union
+
+import yaml
+
+from lab_v10.src.errors import ConfigError
+
+# ----------------------------------------------------------------------------------------------
+# Range checks: (predicate, human description). The description completes "expected <type> ...".
+Check = tuple[Callable[[Any], bool], str]
+
+POSITIVE: Check = (lambda v: v > 0, "> 0")
+NON_NEGATIVE: Check = (lambda v: v >= 0, ">= 0")
+PROBABILITY: Check = (lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
+OPEN_UNIT: Check = (lambda v: 0.0 < v < 1.0, "in (0, 1)")
+
+
+def checked(default: Any, check: Check) -> Any:
+    """A dataclass field with a default and a range check, applied by load_config and validate_config."""
+    return field(default=default, metadata={"check": check})
+
+
+def checked_list(default_factory: Callable[[], Any], check: Check | None = None) -> Any:
+    return field(default_factory=default_factory, metadata={"check": check} if check else {})
+
+
+# ----------------------------------------------------------------------------------------------
+# Sections
+
+
+@dataclass
+class SyntheticConfig:
+    """Synthetic market generator settings (see data/README.md for the generating process)."""
+
+    n_days: int = checked(1000, POSITIVE)  # trading days generated
+    minutes_per_day: int = checked(390, POSITIVE)  # regular-session minute bars per day
+    start: str = "2015-01-02"  # first session date (business days follow)
+    initial_price: float = checked(100.0, POSITIVE)
+
+
+@dataclass
+class DataConfig:
+    """Where market data comes from.
+
+    ``source``: ``synthetic`` (embedded generator, default), ``arch`` (real S&P 500 + VIX shipped in the
+    ``arch`` package, daily only) or ``files`` (``daily``/``iv``/``minutes`` paths).
+    """
+
+    source: Literal["synthetic", "arch", "files"] = "synthetic"
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    daily: str | None = None  # CSV/Parquet date,open,high,low,close[,volume][,iv]
+    iv: str | None = None  # Cboe VIX_History.csv layout or date,iv (annualized %)
+    minutes: str | None = None  # CSV/Parquet timestamp,open,high,low,close,volume
+    tz: str = "America/New_York"  # exchange time zone of the minute bars after loading
+    minutes_source_tz: str | None = None  # time zone of naive minute timestamps (None = already exchange tz)
+    calendar: str = "XNYS"  # exchange_calendars code used for sessions, holidays and half days
+    fill_missing_minutes: bool = False  # forward-fill missing regular-session minutes (reported)
+
+
+@dataclass
+class FeatureConfig:
+    """Causal feature settings. All windows count bars that are known at the row's information time."""
+
+    har_windows: list[int] = checked_list(lambda: [1, 5, 22], (lambda v: all(x > 0 for x in v), "all > 0"))
+    atr_minutes: int = checked(30, POSITIVE)  # minute ATR window (EWM span, minutes)
+    volume_lookback_days: int = checked(20, POSITIVE)  # past sessions for the time-of-day volume norm
+    stretch_k_atr: float = checked(2.0, POSITIVE)  # setup: close above session VWAP by this many ATRs
+    stretch_volume_mult: float = checked(1.5, POSITIVE)  # setup: volume above its time-of-day norm x this
+    pivot_lookback_minutes: int = checked(5, POSITIVE)  # minutes before a bar that a pivot high must exceed
+
+
+@dataclass
+class LabelConfig:
+    """Label definitions (DESIGN.md section 1)."""
+
+    horizon_days: int = checked(21, POSITIVE)  # h: yA spans days t+1..t+h
+    horizon_minutes: int = checked(30, POSITIVE)  # H: yB spans minutes m+1..m+H of the same session
+    k_down: float = checked(1.5, POSITIVE)  # downside barrier in ATR units
+    k_up: float = checked(1.5, POSITIVE)  # upside barrier in ATR units
+    annualization_days: int = checked(252, POSITIVE)
+
+
+@dataclass
+class WalkForwardConfig:
+    """Walk-forward folds in trading days (daily rows)."""
+
+    scheme: Literal["expanding", "rolling"] = "expanding"
+    n_folds: int = checked(4, POSITIVE)
+    min_train_days: int = checked(250, POSITIVE)
+    train_days: int = checked(500, POSITIVE)  # rolling scheme only
+    val_days: int = checked(60, POSITIVE)
+    test_days: int = checked(120, POSITIVE)
+    embargo_days: int = checked(5, NON_NEGATIVE)
+    cpcv_groups: int = checked(6, POSITIVE)
+    cpcv_test_groups: int = checked(2, POSITIVE)
+
+
+@dataclass
+class ModuleConfig:
+    """One transformer stack (H- or L-module)."""
+
+    n_layers: int = checked(2, POSITIVE)
+    d_model: int = checked(64, POSITIVE)
+    n_heads: int = checked(4, POSITIVE)
+    ffn_dim: int = checked(96, POSITIVE)  # SwiGLU hidden width
+
+
+@dataclass
+class HRMConfig:
+    """HRM dual network (DESIGN.md section 4). Widths change between presets, never the code path."""
+
+    h: ModuleConfig = field(default_factory=ModuleConfig)
+    l: ModuleConfig = field(default_factory=lambda: ModuleConfig(n_layers=2, d_model=96, n_heads=4, ffn_dim=96))
+    daily_features: int = checked(24, POSITIVE)  # F_d, set from the feature table at fit time
+    minute_features: int = checked(12, POSITIVE)  # F_m, set from the feature table at fit time
+    daily_window: int = checked(192, POSITIVE)  # H tokens: the daily rows ending at d-1
+    minutes_per_day: int = checked(390, POSITIVE)  # L tokens: the day's minutes
+    H_cycles: int = checked(2, POSITIVE)
+    L_cycles: int = checked(2, POSITIVE)
+    max_segments: int = checked(8, POSITIVE)
+    halt_exploration_prob: float = checked(0.1, PROBABILITY)
+    eval_halting: Literal["learned", "max"] = "learned"
+    rope_base: float = checked(10000.0, POSITIVE)
+    norm_eps: float = checked(1e-5, POSITIVE)
+    l_to_h_cross_attn: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """HRM trainer settings."""
+
+    lr: float = checked(1e-4, POSITIVE)
+    weight_decay: float = checked(0.01, NON_NEGATIVE)
+    warmup_steps: int = checked(100, NON_NEGATIVE)
+    batch_size: int = checked(32, POSITIVE)
+    epochs: int = checked(20, POSITIVE)
+    patience: int = checked(3, POSITIVE)
+    grad_clip: float = checked(1.0, POSITIVE)
+    autocast_bf16: bool = True
+    loss_weighting: Literal["uncertainty", "gradnorm", "fixed"] = "uncertainty"
+    gradnorm_alpha: float = checked(1.5, NON_NEGATIVE)
+    ponder_cost: float = checked(0.01, NON_NEGATIVE)
+    skip_nonfinite: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+
+@dataclass
+class BookAConfig:
+    """Book A: ATM straddles on the forecast vol gap."""
+
+    rate: float = 0.02  # continuously compounded risk-free rate, per year
+    dividend_yield: float = 0.015  # continuous dividend yield, per year
+    tenor_days: int = checked(30, POSITIVE)  # calendar days to expiry at entry
+    holding_days: int = checked(5, POSITIVE)  # trading days held before exit (or expiry first)
+    threshold: float = checked(0.5, NON_NEGATIVE)  # |mu/sigma| needed to trade
+    size_cap: float = checked(1.0, POSITIVE)  # max |position| in units of capital-normalized straddles
+    allow_overlap: bool = False
+    shift_iv_for_tenor: bool = False
+    bid_ask_base: float = checked(0.01, NON_NEGATIVE)  # half-spread as a fraction of premium
+    bid_ask_iv_slope: float = checked(0.0005, NON_NEGATIVE)  # extra half-spread fraction per IV point
+    commission_per_contract: float = checked(0.65, NON_NEGATIVE)  # currency per contract (100 multiplier)
+    delta_hedge: bool = False
+    hedge_cost_bps: float = checked(1.0, NON_NEGATIVE)  # cost of hedge trades, bps of notional traded
+
+
+@dataclass
+class BookBConfig:
+    """Book B: meta-labelled backside shorts."""
+
+    proba_threshold: float = checked(0.55, PROBABILITY)
+    spread_bps: float = checked(2.0, NON_NEGATIVE)  # full bid-ask spread, bps of price
+    commission_per_share: float = checked(0.005, NON_NEGATIVE)
+    borrow_fee_annual: float = checked(0.01, NON_NEGATIVE)  # fraction per year on short notional
+    stop_buffer_atr: float = checked(0.1, NON_NEGATIVE)  # stop above the pivot high by this many ATRs
+    target: Literal["vwap", "barrier"] = "vwap"
+    ssr: bool = True  # Reg SHO Rule 201 approximation
+    luld: bool = True  # limit up / limit down bands
+    luld_band: float = checked(0.05, POSITIVE)  # band as a fraction of the reference price
+    capital_per_trade: float = checked(1.0, POSITIVE)  # P&L is per unit of capital
+
+
+@dataclass
+class PortfolioConfig:
+    method: Literal["fixed", "vol_target"] = "vol_target"
+    weight_a: float = checked(0.5, NON_NEGATIVE)
+    weight_b: float = checked(0.5, NON_NEGATIVE)
+    target_vol: float = checked(0.10, POSITIVE)  # annualized
+    vol_lookback_days: int = checked(63, POSITIVE)
+    max_leverage: float = checked(3.0, POSITIVE)
+    drawdown_guard: float = checked(0.2, OPEN_UNIT)  # cut exposure in half beyond this drawdown
+
+
+@dataclass
+class BaselineConfig:
+    lgbm_n_estimators: int = checked(200, POSITIVE)
+    lgbm_learning_rate: float = checked(0.05, POSITIVE)
+    lgbm_num_leaves: int = checked(15, POSITIVE)
+
+
+@dataclass
+class LabConfig:
+    """The whole lab configuration."""
+
+    seed: int = 0
+    models: list[str] = field(default_factory=lambda: ["hrm", "har", "linear", "lgbm"])
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    walkforward: WalkForwardConfig = field(default_factory=WalkForwardConfig)
+    hrm: HRMConfig = field(default_factory=HRMConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    book_a: BookAConfig = field(default_factory=BookAConfig)
+    book_b: BookBConfig = field(default_factory=BookBConfig)
+    portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
+    baselines: BaselineConfig = field(default_factory=BaselineConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return f"list of {_type_name(inner)}"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """Convert a YAML value to ``tp`` or raise ConfigError naming ``where``."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} keys, got {value!r}")
+        return _build(tp, value, where)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        return [_convert(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected bool (true/false), got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected int, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected float, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected str, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported config type {tp!r}")  # a programming error in this module
+
+
+def _check_range(f: dataclasses.Field, value: Any, tp: Any, where: str) -> None:
+    check: Check | None = f.metadata.get("check")
+    if check is None or value is None:
+        return
+    predicate, description = check
+    if not predicate(value):
+        raise ConfigError(f"{where}: expected {_type_name(tp)} {description}, got {value!r}")
+
+
+def _build(cls: type, data: dict, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    prefix = f"{where}." if where and not where.endswith(": ") else where
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{prefix}{unknown[0]}: unknown key (expected one of: {', '.join(sorted(fields))})"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        key_where = f"{prefix}{name}"
+        try:
+            converted = _convert(value, hints[name], key_where)
+        except ConfigError:
+            check = fields[name].metadata.get("check")
+            if check is None:
+                raise
+            raise ConfigError(f"{key_where}: expected {_type_name(hints[name])} {check[1]}, got {value!r}") from None
+        _check_range(fields[name], converted, hints[name], key_where)
+        kwargs[name] = converted
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict, source: str = "<dict>", cls: type = LabConfig) -> Any:
+    """Build a config dataclass from a plain mapping; errors are prefixed with ``source``."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    return _build(cls, data, f"{source}: ")
+
+
+def load_config(path: str | Path, cls: type = LabConfig) -> Any:
+    """Load ``path`` (YAML) into ``cls`` with strict validation."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return config_from_dict(data, str(path), cls)
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """Plain-dict view of a config dataclass (for summary.json and checkpoints)."""
+    return dataclasses.asdict(cfg)
+
+
+def validate_config(cfg: Any, source: str = "<config>") -> Any:
+    """Re-check a config built in code (e.g. by ``dataclasses.replace``) with the same rules as loading."""
+    return config_from_dict(config_to_dict(cfg), source, type(cfg))
