@@ -40,7 +40,7 @@ def test_empty_file_gives_defaults(tmp_path):
         ("train:\n  autocast_bf16: 1\n", "bad.yaml: train.autocast_bf16: expected bool"),
         ("train:\n  loss_weighting: equal\n", "bad.yaml: train.loss_weighting: expected one of 'uncertainty', 'gradnorm', 'fixed'"),
         ("data:\n  source: yahoo\n", "bad.yaml: data.source: expected one of 'synthetic', 'arch', 'files'"),
-        ("features:\n  har_windows: [1, 0]\n", "bad.yaml: features.har_windows: expected list of int all > 0"),
+        ("features:\n  har_windows: [1, 0]\n", "bad.yaml: features.har_windows: expected list of int non-empty, all > 0"),
         ("book_b:\n  proba_threshold: 1.5\n", "bad.yaml: book_b.proba_threshold: expected float in [0, 1], got 1.5"),
         ("hrm: 3\n", "bad.yaml: hrm: expected a mapping of HRMConfig keys"),
         ("- a\n- b\n", "bad.yaml: expected a mapping at the top level"),

@@ -12,6 +12,7 @@ default stand together. Units and time semantics are stated in each field's comm
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -71,19 +72,27 @@ class DataConfig:
     tz: str = "America/New_York"  # exchange time zone of the minute bars after loading
     minutes_source_tz: str | None = None  # time zone of naive minute timestamps (None = already exchange tz)
     calendar: str = "XNYS"  # exchange_calendars code used for sessions, holidays and half days
-    fill_missing_minutes: bool = False  # forward-fill missing regular-session minutes (reported)
+    fill_missing_minutes: bool = False  # fill missing minutes after each session's first bar (logged)
 
 
 @dataclass
 class FeatureConfig:
     """Causal feature settings. All windows count bars that are known at the row's information time."""
 
-    har_windows: list[int] = checked_list(lambda: [1, 5, 22], (lambda v: all(x > 0 for x in v), "all > 0"))
+    # trailing windows (trading days) of the HAR realized-vol and range-vol averages
+    har_windows: list[int] = checked_list(
+        lambda: [1, 5, 22], (lambda v: len(v) > 0 and all(x > 0 for x in v), "non-empty, all > 0")
+    )
+    # IV changes iv(t) - iv(t-k), k in trading days (used only when the daily bars carry iv)
+    iv_change_days: list[int] = checked_list(
+        lambda: [1, 5], (lambda v: len(v) > 0 and all(x > 0 for x in v), "non-empty, all > 0")
+    )
+    annualization_days: int = checked(252, POSITIVE)  # trading days per year for annualized vols (%)
     atr_minutes: int = checked(30, POSITIVE)  # minute ATR window (EWM span, minutes)
     volume_lookback_days: int = checked(20, POSITIVE)  # past sessions for the time-of-day volume norm
     stretch_k_atr: float = checked(2.0, POSITIVE)  # setup: close above session VWAP by this many ATRs
     stretch_volume_mult: float = checked(1.5, POSITIVE)  # setup: volume above its time-of-day norm x this
-    pivot_lookback_minutes: int = checked(5, POSITIVE)  # minutes before a bar that a pivot high must exceed
+    pivot_lookback_minutes: int = checked(5, POSITIVE)  # setup: clock minutes from the top to a lower high
 
 
 @dataclass
@@ -99,32 +108,41 @@ class LabelConfig:
 
 @dataclass
 class WalkForwardConfig:
-    """Walk-forward folds in trading days (daily rows)."""
+    """Walk-forward folds in trading days (daily rows); see lab_v10/src/eval/walkforward.py."""
 
     scheme: Literal["expanding", "rolling"] = "expanding"
-    n_folds: int = checked(4, POSITIVE)
-    min_train_days: int = checked(250, POSITIVE)
-    train_days: int = checked(500, POSITIVE)  # rolling scheme only
-    val_days: int = checked(60, POSITIVE)
+    n_folds: int = checked(4, POSITIVE)  # consecutive test blocks that end the sample
+    min_train_days: int = checked(250, POSITIVE)  # rows in the first fold's training window, before purging
+    train_days: int = checked(500, POSITIVE)  # rolling scheme only: training window rows (>= min_train_days)
+    val_days: int = checked(60, POSITIVE)  # rows before each test block; must exceed the label horizon
     test_days: int = checked(120, POSITIVE)
-    embargo_days: int = checked(5, NON_NEGATIVE)
+    embargo_days: int = checked(5, NON_NEGATIVE)  # rows after each test block that never train a model
     cpcv_groups: int = checked(6, POSITIVE)
-    cpcv_test_groups: int = checked(2, POSITIVE)
+    cpcv_test_groups: int = checked(2, POSITIVE)  # < cpcv_groups
 
 
 @dataclass
 class ModuleConfig:
-    """One transformer stack (H- or L-module)."""
+    """One transformer stack (H- or L-module): post-norm blocks, RoPE, SwiGLU, RMSNorm, no biases."""
 
     n_layers: int = checked(2, POSITIVE)
-    d_model: int = checked(64, POSITIVE)
+    d_model: int = checked(64, POSITIVE)  # n_heads x head width; the head width must be even (RoPE pairs)
     n_heads: int = checked(4, POSITIVE)
     ffn_dim: int = checked(96, POSITIVE)  # SwiGLU hidden width
+    fused_qkv: bool = True  # one (d -> 3d) QKV projection or three (d -> d); same parameters either way
 
 
 @dataclass
 class HRMConfig:
-    """HRM dual network (DESIGN.md section 4). Widths change between presets, never the code path."""
+    """HRM dual network (DESIGN.md section 4). Widths change between presets, never the code path.
+
+    "Good enough to halt" (lab_v10/src/options/act_halting.py): a segment's answer is correct when the
+    Head-A Gaussian NLL of the standardized yA is at most ``halt_nll_threshold`` and the mean Head-B log
+    loss over the day's labelled minutes is at most ``halt_bce_threshold``. The defaults are the expected
+    scores of uninformed forecasts: N(0, 1) for a standardized target, and p = 1/2 for each minute.
+    There is no L->H path: any flow from day d's minutes into H would let Head A (a forecast made at the
+    close of day d-1) read day d, and let FiLM carry later minutes into earlier ones (DESIGN.md 3 and 4).
+    """
 
     h: ModuleConfig = field(default_factory=ModuleConfig)
     l: ModuleConfig = field(default_factory=lambda: ModuleConfig(n_layers=2, d_model=96, n_heads=4, ffn_dim=96))
@@ -139,7 +157,8 @@ class HRMConfig:
     eval_halting: Literal["learned", "max"] = "learned"
     rope_base: float = checked(10000.0, POSITIVE)
     norm_eps: float = checked(1e-5, POSITIVE)
-    l_to_h_cross_attn: bool = False
+    halt_nll_threshold: float = 0.5 * (1.0 + math.log(2.0 * math.pi))  # nats, Head-A NLL (any real value)
+    halt_bce_threshold: float = checked(math.log(2.0), POSITIVE)  # nats per labelled minute, Head-B log loss
 
 
 @dataclass
@@ -172,10 +191,13 @@ class BookAConfig:
     threshold: float = checked(0.5, NON_NEGATIVE)  # |mu/sigma| needed to trade
     size_cap: float = checked(1.0, POSITIVE)  # max |position| in units of capital-normalized straddles
     allow_overlap: bool = False
-    shift_iv_for_tenor: bool = False
+    shift_iv_for_tenor: bool = False  # price a tau-day option at IV30 * (tau / 30) ** iv_term_power
+    iv_term_power: float = 0.05  # term-structure slope; > 0 means shorter tenors trade at lower IV
     bid_ask_base: float = checked(0.01, NON_NEGATIVE)  # half-spread as a fraction of premium
     bid_ask_iv_slope: float = checked(0.0005, NON_NEGATIVE)  # extra half-spread fraction per IV point
     commission_per_contract: float = checked(0.65, NON_NEGATIVE)  # currency per contract (100 multiplier)
+    contract_multiplier: int = checked(100, POSITIVE)  # shares of underlying per option contract
+    capital: float = checked(1_000_000.0, POSITIVE)  # book capital, currency; sizes -> contract counts
     delta_hedge: bool = False
     hedge_cost_bps: float = checked(1.0, NON_NEGATIVE)  # cost of hedge trades, bps of notional traded
 
@@ -190,10 +212,12 @@ class BookBConfig:
     borrow_fee_annual: float = checked(0.01, NON_NEGATIVE)  # fraction per year on short notional
     stop_buffer_atr: float = checked(0.1, NON_NEGATIVE)  # stop above the pivot high by this many ATRs
     target: Literal["vwap", "barrier"] = "vwap"
+    barrier_k_atr: float = checked(1.5, POSITIVE)  # target="barrier": entry - this many ATRs (cf. labels.k_down)
     ssr: bool = True  # Reg SHO Rule 201 approximation
     luld: bool = True  # limit up / limit down bands
     luld_band: float = checked(0.05, POSITIVE)  # band as a fraction of the reference price
     capital_per_trade: float = checked(1.0, POSITIVE)  # P&L is per unit of capital
+    capital: float = checked(1_000_000.0, POSITIVE)  # book capital, currency; notional -> share counts
 
 
 @dataclass
