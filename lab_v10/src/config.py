@@ -233,9 +233,23 @@ class PortfolioConfig:
 
 @dataclass
 class BaselineConfig:
-    lgbm_n_estimators: int = checked(200, POSITIVE)
+    """Baseline models (lab_v10/src/baselines). Grids are searched on the validation rows of each fold."""
+
+    lgbm_n_estimators: int = checked(200, POSITIVE)  # max boosting rounds (early stopping on validation)
     lgbm_learning_rate: float = checked(0.05, POSITIVE)
     lgbm_num_leaves: int = checked(15, POSITIVE)
+    lgbm_min_child_samples: int = checked(20, POSITIVE)  # min training rows per leaf
+    lgbm_early_stopping_rounds: int = checked(20, POSITIVE)  # rounds without validation improvement
+    # ridge penalties tried by the linear Book A baseline (validation MSE picks one)
+    ridge_alphas: list[float] = checked_list(
+        lambda: [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0], (lambda v: len(v) > 0 and all(x > 0 for x in v), "non-empty, all > 0")
+    )
+    # inverse L2 strengths tried by the logistic Book B baseline (validation log loss picks one)
+    logistic_cs: list[float] = checked_list(
+        lambda: [0.001, 0.01, 0.1, 1.0, 10.0], (lambda v: len(v) > 0 and all(x > 0 for x in v), "non-empty, all > 0")
+    )
+    logistic_max_iter: int = checked(1000, POSITIVE)  # lbfgs iterations
+    num_threads: int = checked(1, POSITIVE)  # LightGBM threads
 
 
 @dataclass
