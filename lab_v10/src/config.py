@@ -242,11 +242,13 @@ class BaselineConfig:
     lgbm_early_stopping_rounds: int = checked(20, POSITIVE)  # rounds without validation improvement
     # ridge penalties tried by the linear Book A baseline (validation MSE picks one)
     ridge_alphas: list[float] = checked_list(
-        lambda: [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0], (lambda v: len(v) > 0 and all(x > 0 for x in v), "non-empty, all > 0")
+        lambda: [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0],
+        (lambda v: len(v) > 0 and all(x > 0 for x in v), "non-empty, all > 0"),
     )
     # inverse L2 strengths tried by the logistic Book B baseline (validation log loss picks one)
     logistic_cs: list[float] = checked_list(
-        lambda: [0.001, 0.01, 0.1, 1.0, 10.0], (lambda v: len(v) > 0 and all(x > 0 for x in v), "non-empty, all > 0")
+        lambda: [0.001, 0.01, 0.1, 1.0, 10.0],
+        (lambda v: len(v) > 0 and all(x > 0 for x in v), "non-empty, all > 0"),
     )
     logistic_max_iter: int = checked(1000, POSITIVE)  # lbfgs iterations
     num_threads: int = checked(1, POSITIVE)  # LightGBM threads

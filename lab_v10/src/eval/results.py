@@ -1,0 +1,67 @@
+"""What one pipeline run produces: the hand-off from ``pipeline.run`` to ``eval.report``.
+
+Every model is scored on identical test rows: the forecast tables hold one row per test sample with the
+truth and one column per model, so a model cannot be scored on rows another one skipped.
+
+Units: forecasts of ``yA`` in vol points (annualized %); probabilities in [0, 1]; every P&L series is a
+daily return per unit of capital (0.01 = +1% of capital), indexed by session date.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class BookRun:
+    """One book's trading results for each strategy (a model's signals, or a rule such as always-short).
+
+    ``daily[strategy]``: DataFrame indexed by date with ``gross_pnl``, ``costs``, ``net_pnl`` (fractions of
+    capital) and ``turnover``; ``trades[strategy]``: the simulator's trade table; ``metrics[strategy]``: the
+    dict from ``eval.metrics.trading_metrics``; ``skipped``: a sentence when the book could not run (e.g.
+    no minute bars), else None.
+    """
+
+    daily: dict[str, pd.DataFrame] = field(default_factory=dict)
+    trades: dict[str, pd.DataFrame] = field(default_factory=dict)
+    metrics: dict[str, dict] = field(default_factory=dict)
+    skipped: str | None = None
+
+
+@dataclass
+class RunResult:
+    """Everything the report needs.
+
+    - ``config``: the resolved config as a plain dict; ``preset``: which preset file was used and why.
+    - ``data``: description of the inputs (source, rows, date ranges, sessions, coverage, label balance).
+    - ``folds``: one dict per walk-forward fold (number, train/val/test periods, sizes, purged, embargoed).
+    - ``forecasts_a``: index = forecast date (test rows only); columns ``fold``, ``y_true``, ``train_mean``
+      and ``mu_<model>``, ``sigma_<model>`` per model.
+    - ``forecasts_b``: index = minute timestamp (labelled test minutes only); columns ``fold``, ``session``,
+      ``y_true``, ``setup_signal`` and ``proba_<model>`` per model.
+    - ``forecast_metrics``: ``{"A"|"B": {model: {"fold_<k>": metrics, "all": metrics}}}``.
+    - ``book_a``, ``book_b``: per-strategy trading results; ``portfolio``: per-strategy combined results
+      (daily DataFrame with at least ``portfolio`` and the weights) and ``portfolio_metrics``.
+    - ``winners``: ``{section: {metric: model}}`` — which model won each headline metric.
+    - ``hrm_segments``: ACT segments used per test sample by the HRM (empty if the HRM did not run).
+    - ``n_trials``: the number of configurations tried (1 for a single run; a sweep's count otherwise),
+      used for the deflated Sharpe ratio.
+    """
+
+    config: dict
+    preset: str
+    data: dict
+    folds: list[dict]
+    forecasts_a: pd.DataFrame
+    forecasts_b: pd.DataFrame
+    forecast_metrics: dict[str, dict[str, dict]]
+    book_a: BookRun
+    book_b: BookRun
+    portfolio: dict[str, pd.DataFrame]
+    portfolio_metrics: dict[str, dict]
+    winners: dict[str, dict[str, str]]
+    hrm_segments: np.ndarray
+    n_trials: int = 1
+    timings: dict[str, float] = field(default_factory=dict)
