@@ -23,3 +23,11 @@ def shared_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread_per_worker():
+    """Tests run in parallel workers (pytest -n 2 on 2 cores): one intra-op thread each avoids oversubscription."""
+    import torch
+
+    torch.set_num_threads(1)

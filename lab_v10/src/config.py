@@ -146,8 +146,8 @@ class HRMConfig:
 
     h: ModuleConfig = field(default_factory=ModuleConfig)
     l: ModuleConfig = field(default_factory=lambda: ModuleConfig(n_layers=2, d_model=96, n_heads=4, ffn_dim=96))
-    daily_features: int = checked(24, POSITIVE)  # F_d, set from the feature table at fit time
-    minute_features: int = checked(12, POSITIVE)  # F_m, set from the feature table at fit time
+    daily_features: int = checked(18, POSITIVE)  # F_d: 18 daily features with iv; set from the table at fit time
+    minute_features: int = checked(10, POSITIVE)  # F_m: len(INTRADAY_MODEL_COLUMNS); set at fit time
     daily_window: int = checked(192, POSITIVE)  # H tokens: the daily rows ending at d-1
     minutes_per_day: int = checked(390, POSITIVE)  # L tokens: the day's minutes
     H_cycles: int = checked(2, POSITIVE)
