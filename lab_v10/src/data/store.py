@@ -8,7 +8,9 @@ file appears complete or not at all, so a crash never leaves a half-written Parq
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -17,22 +19,36 @@ import pyarrow as pa
 from lab_v10.src.errors import DataValidationError
 
 
-def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``frame`` with its index to ``path`` (parent folders are created) and return the path.
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block succeeds, move it into place with ``os.replace``.
 
-    The data goes to a temporary file in the same folder first, then ``os.replace`` moves it into place.
+    The file at ``path`` is therefore either the old one or the complete new one, never half written; on an
+    error the temporary file is removed. Parent folders are created. The temporary file is created by the
+    writer with the usual permissions (umask), unlike ``tempfile.mkstemp``'s 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        frame.to_parquet(tmp_name, engine="pyarrow", index=True)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(data: bytes, path: str | Path) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_output`) and return the path."""
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``frame`` with its index to ``path`` atomically (parent folders are created); return the path."""
+    with atomic_output(path) as tmp:
+        frame.to_parquet(tmp, engine="pyarrow", index=True)
+    return Path(path)
 
 
 def read_parquet(path: str | Path) -> pd.DataFrame:

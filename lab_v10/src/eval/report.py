@@ -1,0 +1,501 @@
+"""Write one run's report: summary.json, CSV tables, Parquet predictions, PNG plots and report.html.
+
+:func:`write_report` renders a :class:`~lab_v10.src.eval.results.RunResult` into a folder; every number
+in the output comes from the RunResult (metrics as given, tables and plots of its frames), none is
+recomputed except the reliability tables of Head B, which are :func:`~lab_v10.src.eval.metrics.
+calibration_table` of its forecast table. :func:`console_summary` gives the headline numbers as text.
+
+Files (in ``out_dir``):
+
+- ``summary.json``: strict JSON (no NaN/Infinity; undefined metrics are ``null``) with the config,
+  preset, data description, folds, forecast metrics per book, model and fold (and ``"all"``), trading
+  metrics per book and strategy (gross and net keys of ``trading_metrics``), portfolio metrics, skipped
+  books, trade counts, winners, ACT segment counts, ``n_trials`` and timings (seconds).
+- ``folds.csv`` (one row per fold; a (start, end) period becomes ``<key>_start``, ``<key>_end``),
+  ``forecast_metrics_A.csv`` / ``forecast_metrics_B.csv`` (one row per model and fold, ``"all"`` last),
+  ``trading_metrics.csv`` (one row per book and strategy; book ``A``, ``B`` or ``portfolio``),
+  ``trades_<book>_<strategy>.csv`` (the simulator's trade table).
+- ``forecasts_a.parquet``, ``forecasts_b.parquet`` (the forecast tables as given) and ``pnl_daily.parquet``
+  (index ``date``; one column ``<book>:<strategy>`` of daily net P&L per unit of capital for each book
+  strategy and ``portfolio:<strategy>`` for the portfolio; NaN on dates that are not sessions of that book).
+- PNG plots (see :mod:`lab_v10.src.eval.plots`) and ``report.html``, one self-contained page (inline CSS,
+  images as base64 data URIs, no scripts and no external references).
+
+Each file is written to a temporary name in ``out_dir`` and moved into place with ``os.replace``, so a
+reader never sees a partial file; ``report.html`` is written last.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lab_v10.src.data.store import write_bytes_atomic, write_parquet
+from lab_v10.src.eval import plots
+from lab_v10.src.eval.metrics import calibration_table
+from lab_v10.src.eval.results import BookRun, RunResult
+
+BOOK_TITLES = {"A": "Book A (daily straddles)", "B": "Book B (intraday shorts)", "portfolio": "Portfolio"}
+HEADLINE_FORECAST = {"A": "r2_oos", "B": "auc"}  # the forecast metric of each book shown in the console
+METRIC_LABELS = {
+    "r2_oos": "R² (OOS)",
+    "rmse": "RMSE (vol pts)",
+    "gaussian_nll": "Gaussian NLL (nats)",
+    "coverage_80": "80% coverage",
+    "rank_ic": "Rank IC",
+    "auc": "AUC",
+    "brier": "Brier",
+    "log_loss": "Log loss (nats)",
+    "ece": "ECE",
+    "positive_rate": "Positive rate",
+}
+# (trading_metrics key, column title, format kind): the headline trading table of report.html
+TRADING_COLUMNS = (
+    ("net_sharpe", "Sharpe (net)", "ratio"),
+    ("gross_sharpe", "Sharpe (gross)", "ratio"),
+    ("net_ann_return", "Ann. return (net)", "pct"),
+    ("net_ann_vol", "Ann. vol (net)", "pct"),
+    ("net_max_drawdown", "Max DD (net)", "pct"),
+    ("psr", "PSR", "prob"),
+    ("dsr", "DSR", "prob"),
+    ("total_costs", "Costs (total, % capital)", "pct"),
+    ("n_days", "Days", "auto"),
+)
+WINNER_LABELS = METRIC_LABELS | {key: title for key, title, _ in TRADING_COLUMNS}
+NUMBER = re.compile(r"[-+]?[\d,.]+%?")  # a formatted number: right-aligned in HTML tables
+FLOAT_FORMATS = {"ratio": "{:.2f}", "pct": "{:.2%}", "prob": "{:.3f}", "metric": "{:.4f}"}
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px;
+       color: #1d2733; line-height: 1.4; padding: 0 1em; }
+h1 { border-bottom: 2px solid #1d2733; padding-bottom: .2em; }
+h2 { margin-top: 2em; border-bottom: 1px solid #c8d0d8; }
+table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: .9em; }
+th, td { border: 1px solid #c8d0d8; padding: .25em .6em; }
+th { background: #eef2f5; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+p.note { background: #fff6e0; border-left: 4px solid #e0a800; padding: .4em .8em; }
+figure { margin: 1em 0 2em; }
+figure img { max-width: 100%; border: 1px solid #c8d0d8; }
+figcaption { font-size: .9em; color: #4a5866; }
+pre { background: #f5f7f9; padding: .8em; overflow-x: auto; font-size: .8em; }
+"""
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One figure of the report: its PNG bytes and file name, or the note shown instead (``png`` None)."""
+
+    title: str
+    filename: str
+    png: bytes | None
+    note: str | None = None
+
+
+def write_report(result: RunResult, out_dir: Path) -> dict[str, Path]:
+    """Write every report file of ``result`` into ``out_dir`` (created if needed).
+
+    Returns the path of each file written, keyed by file name (plots replaced by a note are not written).
+    Files of an earlier report in the same folder that this run does not produce are left untouched.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+
+    def put(name: str, data: bytes) -> None:
+        written[name] = write_bytes_atomic(data, out_dir / name)
+
+    put("folds.csv", _csv(pd.DataFrame([_flat_fold(fold) for fold in result.folds])))
+    for book in ("A", "B"):
+        put(f"forecast_metrics_{book}.csv", _csv(_forecast_metrics_frame(result.forecast_metrics.get(book, {}))))
+    put("trading_metrics.csv", _csv(_trading_metrics_frame(result)))
+    for name, trades in _trade_tables(result).items():
+        put(name, _csv(trades))
+
+    net_pnl = _net_pnl(result)
+    parquet = {
+        "forecasts_a.parquet": result.forecasts_a,
+        "forecasts_b.parquet": result.forecasts_b,
+        "pnl_daily.parquet": _pnl_daily(net_pnl),
+    }
+    for name, frame in parquet.items():
+        written[name] = write_parquet(frame, out_dir / name)
+
+    figures = _render_plots(result, net_pnl)
+    for plot in figures:
+        if plot.png is not None:
+            put(plot.filename, plot.png)
+    put("summary.json", _summary_json(result).encode("utf-8"))
+    put("report.html", _html_page(result, figures).encode("utf-8"))
+    return written
+
+
+def console_summary(result: RunResult) -> str:
+    """Headline numbers as fixed-width text: per book each model's overall R² (A) or AUC (B), net Sharpe
+    and max drawdown; the portfolio per strategy; skipped books; and one line of winners."""
+    lines = [f"Run: preset {result.preset}, {len(result.folds)} folds, n_trials {result.n_trials}"]
+    for book, run in (("A", result.book_a), ("B", result.book_b)):
+        metric = HEADLINE_FORECAST[book]
+        forecasts = result.forecast_metrics.get(book, {})
+        names = list(forecasts) + [s for s in run.metrics if s not in forecasts]
+        lines.append(BOOK_TITLES[book] + (f": skipped ({run.skipped})" if run.skipped else ""))
+        rows = [
+            [
+                name,
+                _fmt(forecasts.get(name, {}).get("all", {}).get(metric), "metric"),
+                _fmt(run.metrics.get(name, {}).get("net_sharpe"), "ratio"),
+                _fmt(run.metrics.get(name, {}).get("net_max_drawdown"), "pct"),
+            ]
+            for name in names
+        ]
+        if rows:
+            lines += _text_table(["model", metric, "net Sharpe", "max DD"], rows)
+    lines.append(BOOK_TITLES["portfolio"])
+    rows = [
+        [name, _fmt(m.get("net_sharpe"), "ratio"), _fmt(m.get("net_max_drawdown"), "pct")]
+        for name, m in result.portfolio_metrics.items()
+    ]
+    if rows:
+        lines += _text_table(["strategy", "net Sharpe", "max DD"], rows)
+    winners = [
+        f"{section}/{metric}: {model}" for section, won in result.winners.items() for metric, model in won.items()
+    ]
+    lines.append("Winners: " + ("; ".join(winners) if winners else "n/a"))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables
+
+
+def _flat_fold(fold: dict) -> dict:
+    """A fold as one CSV row: a (start, end) pair of timestamps becomes ``<key>_start`` and ``<key>_end``;
+    other non-scalar values become JSON text."""
+    row: dict[str, Any] = {}
+    for key, value in fold.items():
+        if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_time(v) for v in value):
+            row[f"{key}_start"], row[f"{key}_end"] = value
+        elif isinstance(value, (dict, list, tuple, np.ndarray)):
+            row[key] = json.dumps(_json_safe(value, f"folds.{key}"), allow_nan=False)
+        else:
+            row[key] = value
+    return row
+
+
+def _forecast_metrics_frame(by_model: dict[str, dict[str, dict]]) -> pd.DataFrame:
+    """One row per model and fold (in the given order, ``"all"`` included) with every metric as a column."""
+    rows = [
+        {"model": model, "fold": fold, **metrics} for model, folds in by_model.items() for fold, metrics in folds.items()
+    ]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["model", "fold"])
+
+
+def _trading_metrics_frame(result: RunResult) -> pd.DataFrame:
+    """One row per book (A, B, portfolio) and strategy with every trading metric as a column."""
+    rows = [
+        {"book": book, "strategy": strategy, **metrics}
+        for book, by_strategy in _trading_metrics(result).items()
+        for strategy, metrics in by_strategy.items()
+    ]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["book", "strategy"])
+
+
+def _trading_metrics(result: RunResult) -> dict[str, dict[str, dict]]:
+    """Trading metrics keyed by book (``A``, ``B``, ``portfolio``), then strategy."""
+    return {"A": result.book_a.metrics, "B": result.book_b.metrics, "portfolio": result.portfolio_metrics}
+
+
+def _books(result: RunResult) -> dict[str, BookRun]:
+    return {"A": result.book_a, "B": result.book_b}
+
+
+def _trade_tables(result: RunResult) -> dict[str, pd.DataFrame]:
+    """``trades_<book>_<strategy>.csv`` file name -> trade table; raises if two strategies share a name."""
+    tables: dict[str, pd.DataFrame] = {}
+    for book, run in _books(result).items():
+        for strategy, trades in run.trades.items():
+            name = f"trades_{book.lower()}_{re.sub(r'[^A-Za-z0-9_-]+', '_', strategy)}.csv"
+            if name in tables:
+                raise ValueError(
+                    f"book {book}: strategies map to the same trade file {name} (rename one: {strategy!r})"
+                )
+            tables[name] = trades
+    return tables
+
+
+def _net_pnl(result: RunResult) -> dict[str, dict[str, pd.Series]]:
+    """Daily net P&L per unit of capital keyed by book (``A``, ``B``, ``portfolio``), then strategy."""
+    out = {book: {s: daily["net_pnl"] for s, daily in run.daily.items()} for book, run in _books(result).items()}
+    out["portfolio"] = {s: daily["portfolio"] for s, daily in result.portfolio.items()}
+    return out
+
+
+def _pnl_daily(net_pnl: dict[str, dict[str, pd.Series]]) -> pd.DataFrame:
+    """The net P&L series side by side on the union of their dates (index ``date``)."""
+    columns = {f"{book}:{strategy}": pnl for book, by in net_pnl.items() for strategy, pnl in by.items()}
+    if not columns:
+        return pd.DataFrame(index=pd.DatetimeIndex([], name="date"))
+    return pd.concat(columns, axis=1).sort_index().rename_axis("date")
+
+
+# ----------------------------------------------------------------------------------------------
+# Plots
+
+
+def _render_plots(result: RunResult, net_pnl: dict[str, dict[str, pd.Series]]) -> list[Plot]:
+    """Every figure of the report in page order; a figure without data becomes a note saying why."""
+    figures = []
+    skipped = {book: run.skipped for book, run in _books(result).items()} | {"portfolio": None}
+    for book, by_strategy in net_pnl.items():
+        name, filename = BOOK_TITLES[book], f"equity_{book.lower()}.png"
+        title = f"{name}: equity and drawdown, net of costs"
+        series = {s: pnl for s, pnl in by_strategy.items() if len(pnl)}
+        if skipped[book]:
+            figures.append(Plot(title, filename, None, f"{name} skipped: {skipped[book]}"))
+        elif not series:
+            figures.append(Plot(title, filename, None, f"{name}: no daily P&L in this run."))
+        else:
+            figures.append(Plot(title, filename, plots.equity_drawdown_png(series, name)))
+
+    title = "Book A: predicted vs realised vol gap"
+    fa = result.forecasts_a
+    models = [c.removeprefix("mu_") for c in fa.columns if c.startswith("mu_")]
+    if fa.empty or not models:
+        figures.append(Plot(title, "forecast_scatter_a.png", None, f"{title}: no Book A forecasts in this run."))
+    else:
+        r2 = {m: result.forecast_metrics.get("A", {}).get(m, {}).get("all", {}).get("r2_oos") for m in models}
+        panels = {f"{m} (R² OOS {_fmt(r2[m], 'metric')})": fa[f"mu_{m}"].to_numpy() for m in models}
+        png = plots.forecast_scatter_png(fa["y_true"].to_numpy(), panels)
+        figures.append(Plot(title, "forecast_scatter_a.png", png))
+
+    title = "Book B: calibration of Head B"
+    fb = result.forecasts_b
+    models = [c.removeprefix("proba_") for c in fb.columns if c.startswith("proba_")]
+    if fb.empty or not models:
+        figures.append(Plot(title, "calibration_b.png", None, f"{title}: no Book B forecasts in this run."))
+    else:
+        tables = {m: calibration_table(fb["y_true"], fb[f"proba_{m}"]) for m in models}
+        figures.append(Plot(title, "calibration_b.png", plots.calibration_png(tables)))
+
+    title = "HRM: ACT segments used"
+    if result.hrm_segments.size == 0:
+        figures.append(Plot(title, "hrm_segments.png", None, f"{title}: the HRM did not run, no segments recorded."))
+    else:
+        figures.append(Plot(title, "hrm_segments.png", plots.segments_histogram_png(result.hrm_segments)))
+    return figures
+
+
+# ----------------------------------------------------------------------------------------------
+# summary.json
+
+
+def _summary_json(result: RunResult) -> str:
+    """The summary as strict, indented JSON text (see the module docstring for its content)."""
+    values, counts = np.unique(np.asarray(result.hrm_segments, dtype=int), return_counts=True)
+    summary = {
+        "preset": result.preset,
+        "config": result.config,
+        "data": result.data,
+        "folds": result.folds,
+        "n_trials": result.n_trials,
+        "timings": result.timings,
+        "forecast_metrics": result.forecast_metrics,
+        "trading_metrics": {"A": result.book_a.metrics, "B": result.book_b.metrics},
+        "portfolio_metrics": result.portfolio_metrics,
+        "skipped": {book: run.skipped for book, run in _books(result).items()},
+        "n_trades": {book: {s: len(t) for s, t in run.trades.items()} for book, run in _books(result).items()},
+        "winners": result.winners,
+        "hrm_segments": {"n_samples": int(counts.sum()), "counts": dict(zip(values.tolist(), counts.tolist()))},
+    }
+    return json.dumps(_json_safe(summary, "summary"), indent=2, allow_nan=False, ensure_ascii=False)
+
+
+def _json_safe(value: Any, where: str) -> Any:
+    """``value`` as plain JSON types: numpy scalars and arrays converted, NaN/inf/NaT -> None, timestamps
+    as ISO 8601 text, dict keys as text. Raises TypeError naming ``where`` for any other type."""
+    if _is_missing(value):
+        return None
+    if isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_json_safe(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if _is_time(value):
+        return pd.Timestamp(value).isoformat()
+    if isinstance(value, (dt.timedelta, np.timedelta64)):
+        return pd.Timedelta(value).isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{where}: cannot write a {type(value).__name__} to summary.json")
+
+
+def _is_time(value: Any) -> bool:
+    """A date or timestamp (datetime.date/datetime, pandas Timestamp, numpy datetime64), NaT excluded."""
+    return isinstance(value, (dt.date, np.datetime64)) and not _is_missing(value)
+
+
+def _is_missing(value: Any) -> bool:
+    """None, a NaN or infinite float, or NaT (pandas or numpy): written as null and shown as n/a."""
+    if value is None or value is pd.NaT:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return not math.isfinite(value)
+    if isinstance(value, (np.datetime64, np.timedelta64)):
+        return bool(np.isnat(value))
+    return False
+
+
+# ----------------------------------------------------------------------------------------------
+# report.html
+
+
+def _html_page(result: RunResult, figures: list[Plot]) -> str:
+    """The self-contained report page (see the module docstring)."""
+    folds = pd.DataFrame([_flat_fold(fold) for fold in result.folds])
+    body = [
+        "<h1>HRM Dual-Book Trading Lab: run report</h1>",
+        "<h2>Run</h2>",
+        _html_table(["Item", "Value"], [["Preset", _fmt(result.preset)], ["Folds", _fmt(len(result.folds))],
+                                        ["Trials (for the DSR)", _fmt(result.n_trials)]]),
+        "<h3>Data</h3>",
+        _html_table(["Field", "Value"], [[k, _fmt(v)] for k, v in _flatten(result.data).items()]),
+        "<h3>Folds</h3>",
+        _html_table(list(folds.columns), [[_fmt(v) for v in row] for row in folds.itertuples(index=False)]),
+        "<h3>Timings (seconds)</h3>",
+        _html_table(["Step", "Seconds"], [[k, _fmt(v, "ratio")] for k, v in result.timings.items()]),
+        "<h2>Forecast metrics (all test rows pooled)</h2>",
+    ]
+    for book in ("A", "B"):
+        body.append(f"<h3>{html.escape(BOOK_TITLES[book])}</h3>")
+        by_model = result.forecast_metrics.get(book, {})
+        if not by_model:
+            body.append(f'<p class="note">{html.escape(BOOK_TITLES[book])}: no forecast metrics in this run.</p>')
+            continue
+        keys = list(dict.fromkeys(k for folds_ in by_model.values() for k in folds_.get("all", {})))
+        rows = [
+            [model, *(_fmt(folds_.get("all", {}).get(k), "metric") for k in keys)] for model, folds_ in by_model.items()
+        ]
+        body.append(_html_table(["Model", *(METRIC_LABELS.get(k, k) for k in keys)], rows))
+
+    body.append("<h2>Trading metrics per strategy (daily P&amp;L per unit of capital, after costs)</h2>")
+    n_trades = {book: {s: len(t) for s, t in run.trades.items()} for book, run in _books(result).items()}
+    rows = [
+        [BOOK_TITLES[book], strategy, *(_fmt(metrics.get(k), kind) for k, _, kind in TRADING_COLUMNS),
+         _fmt(n_trades.get(book, {}).get(strategy))]
+        for book, by_strategy in _trading_metrics(result).items()
+        for strategy, metrics in by_strategy.items()
+    ]
+    body.append(_html_table(["Book", "Strategy", *(title for _, title, _ in TRADING_COLUMNS), "Trades"], rows))
+    for book, run in _books(result).items():
+        if run.skipped:
+            body.append(f'<p class="note">{html.escape(BOOK_TITLES[book])} skipped: {html.escape(run.skipped)}</p>')
+
+    body.append("<h2>Winners (which model won each metric)</h2>")
+    rows = [[section, WINNER_LABELS.get(metric, metric), model] for section, won in result.winners.items()
+            for metric, model in won.items()]
+    body.append(_html_table(["Section", "Metric", "Winner"], rows))
+
+    body.append("<h2>Plots</h2>")
+    for plot in figures:
+        body.append(f"<h3>{html.escape(plot.title)}</h3>")
+        if plot.png is None:
+            body.append(f'<p class="note">{html.escape(plot.note or "")}</p>')
+        else:
+            data = base64.b64encode(plot.png).decode("ascii")
+            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(plot.title)}">'
+                        f"<figcaption>{html.escape(plot.filename)}</figcaption></figure>")
+
+    config = json.dumps(_json_safe(result.config, "config"), indent=2, allow_nan=False, ensure_ascii=False)
+    body.append("<h2>Configuration</h2><details><summary>Resolved config</summary>"
+                f"<pre>{html.escape(config)}</pre></details>")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>HRM Dual-Book Trading Lab: {html.escape(result.preset)}</title><style>{CSS}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    """An HTML table of text cells (escaped here); cells that read as numbers are right-aligned."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="num">{html.escape(c)}</td>' if NUMBER.fullmatch(c) else f"<td>{html.escape(c)}</td>"
+                  for c in map(str, row))
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level with dotted keys (``coverage.daily``), in the given order."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Formatting and writing
+
+
+def _fmt(value: Any, kind: str = "auto") -> str:
+    """Text of one value: ``n/a`` for None/NaN/NaT; floats by ``kind`` (ratio: 2 decimals, pct: percent
+    with 2 decimals, prob: 3 decimals, metric: 4 decimals, auto: 4 significant digits, or thousands
+    separators and 2 decimals from 1000 up); integers with thousands separators; midnight timestamps as
+    dates; other containers as JSON."""
+    if _is_missing(value):
+        return "n/a"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)) and kind == "auto":
+        return f"{int(value):,}"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        if kind != "auto":
+            return FLOAT_FORMATS[kind].format(float(value))
+        return f"{value:,.2f}" if abs(value) >= 1000 else f"{value:.4g}"
+    if _is_time(value):
+        stamp = pd.Timestamp(value)
+        return f"{stamp:%Y-%m-%d}" if stamp == stamp.normalize() and stamp.tz is None else stamp.isoformat()
+    if isinstance(value, str):
+        return value
+    return json.dumps(_json_safe(value, "value"), allow_nan=False, ensure_ascii=False)
+
+
+def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Fixed-width text lines (two-space indent): first column left-aligned, the others right-aligned."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return [line(header), *(line(r) for r in rows)]
+
+
+def _csv(frame: pd.DataFrame) -> bytes:
+    """CSV text (UTF-8, no index column; missing values as empty cells)."""
+    return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+
+
