@@ -163,20 +163,24 @@ class HRMConfig:
 
 @dataclass
 class TrainConfig:
-    """HRM trainer settings."""
+    """HRM trainer settings (lab_v10/src/options/hrm_train.py). The learning rate follows the batch count:
+    linear warmup over ``warmup_steps`` batches to ``lr``, then cosine decay to 0 at the last batch of
+    ``epochs``; every segment of a batch takes one optimizer step at that batch's rate."""
 
-    lr: float = checked(1e-4, POSITIVE)
-    weight_decay: float = checked(0.01, NON_NEGATIVE)
-    warmup_steps: int = checked(100, NON_NEGATIVE)
-    batch_size: int = checked(32, POSITIVE)
-    epochs: int = checked(20, POSITIVE)
-    patience: int = checked(3, POSITIVE)
-    grad_clip: float = checked(1.0, POSITIVE)
-    autocast_bf16: bool = True
-    loss_weighting: Literal["uncertainty", "gradnorm", "fixed"] = "uncertainty"
-    gradnorm_alpha: float = checked(1.5, NON_NEGATIVE)
-    ponder_cost: float = checked(0.01, NON_NEGATIVE)
-    skip_nonfinite: bool = False
+    lr: float = checked(1e-4, POSITIVE)  # peak AdamW learning rate
+    weight_decay: float = checked(0.01, NON_NEGATIVE)  # decoupled; weight matrices only (not norms, biases)
+    warmup_steps: int = checked(100, NON_NEGATIVE)  # batches of linear warmup
+    batch_size: int = checked(32, POSITIVE)  # samples (days) per batch
+    epochs: int = checked(20, POSITIVE)  # maximum passes over the training samples
+    patience: int = checked(3, POSITIVE)  # epochs without a lower validation loss before stopping
+    grad_clip: float = checked(1.0, POSITIVE)  # max global L2 norm of the network gradient per step
+    autocast_bf16: bool = True  # bf16 autocast (CPU and CUDA) with fp32 master weights
+    loss_weighting: Literal["uncertainty", "gradnorm", "fixed"] = "uncertainty"  # Head A vs Head B
+    gradnorm_alpha: float = checked(1.5, NON_NEGATIVE)  # GradNorm asymmetry alpha
+    ponder_cost: float = checked(0.01, NON_NEGATIVE)  # halt probability one more segment must buy (Q targets)
+    q_loss_weight: float = checked(0.5, NON_NEGATIVE)  # weight of the Q-halt + Q-continue losses (HRM: 0.5)
+    skip_nonfinite: bool = False  # skip (and count) a batch with a non-finite loss or gradient, else raise
+    deterministic: bool = False  # torch.use_deterministic_algorithms during fit (matters on CUDA)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
 
@@ -259,7 +263,7 @@ class LabConfig:
     """The whole lab configuration."""
 
     seed: int = 0
-    models: list[str] = field(default_factory=lambda: ["hrm", "har", "linear", "lgbm"])
+    models: list[str] = field(default_factory=lambda: ["hrm", "har", "linear", "lgbm", "logistic", "rule"])
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     labels: LabelConfig = field(default_factory=LabelConfig)

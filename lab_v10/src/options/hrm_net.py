@@ -203,11 +203,14 @@ class HRMNet(nn.Module):
         return self.l_module(self.film(z_l + x_l, h), position_ids)
 
     def readout(self, z_h: torch.Tensor, z_l: torch.Tensor) -> HRMSegmentOutput:
-        """Heads on the final states of a segment (fp32 outputs)."""
+        """Heads on the final states of a segment, computed in fp32 even under bf16/fp16 autocast."""
         h = self.summary(z_h)  # (B, d_H)
-        mu, log_var = self.head_a(h).float().unbind(-1)  # (B,), (B,)
-        logits_b = self.head_b(self.norm_l(z_l)).float().squeeze(-1)  # (B, T_L)
-        q_halt, q_continue = self.q_head(h).float().unbind(-1)  # (B,), (B,)
+        z_l = self.norm_l(z_l)  # (B, T_L, d_L)
+        with torch.autocast(h.device.type, enabled=False):
+            h, z_l = h.float(), z_l.float()
+            mu, log_var = self.head_a(h).unbind(-1)  # (B,), (B,)
+            logits_b = self.head_b(z_l).squeeze(-1)  # (B, T_L)
+            q_halt, q_continue = self.q_head(h).unbind(-1)  # (B,), (B,)
         return HRMSegmentOutput(mu, log_var, logits_b, q_halt, q_continue)
 
     def h_summaries(self, z_h: torch.Tensor, x_h: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
