@@ -1,0 +1,546 @@
+"""The synthetic market's generating process: parameters, per-minute tables, the numba step kernels and
+the simulators built on them.
+
+The dynamics are defined once, here (:func:`step_minute`, :func:`next_log_vol`, :func:`implied_vol`), and
+both the generator (:func:`simulate_market`, wrapped by :mod:`lab_v10.src.data.synthetic`) and the oracle's
+Monte Carlo (:func:`expected_gap_paths`, :func:`downside_first_paths`, wrapped by
+:mod:`lab_v10.src.data.oracle`) call them, so the oracle simulates exactly the process that produced the
+bars. data/README.md ("Synthetic market") states the equations; in short:
+
+- Daily diffusive vol ``sigma_d = sigma_bar * exp(s_d + l_d)`` (log units per day) with a short-memory
+  and a long-memory AR(1) log-vol component; both load on the day's standardized diffusive shock
+  (leverage) and ``s`` jumps up after price jumps.
+- Minute ``j`` of a session has log return ``drift_j + sigma_d*sqrt(w_j)*z_j + jump_j + episode drift``
+  with a U-shaped variance profile ``w``; the session opens with an overnight gap carrying the share
+  ``overnight_share`` of the daily variance. Minute high/low are Brownian-bridge extremes.
+- Parabolic run-up episodes: a run-up starts at a random minute (path-independent onset law), its excess
+  drift and volume accelerate, and each minute it reverses with a logistic hazard in the stretch above
+  VWAP, the smoothed relative volume and the daily regime (previous close's IV and drawdown), or stalls.
+- ``IV_d`` (vol points) = closed-form expected 21-day diffusive + jump vol given ``(s, l)`` times
+  ``exp(vrp_base + vrp_drawdown * drawdown_d)``.
+
+Randomness: every simulated path owns a splitmix64 stream (``uint64[1]`` state) seeded from
+``numpy.random.SeedSequence``; there is no global random state.
+
+Minute state vector (float64, ``(N_STATE,)``), the state at the close of a minute:
+``LOG_CLOSE`` (log price), ``CUM_PV`` and ``CUM_V`` (session sums of typical price x volume and of volume),
+``PHASE`` (QUIET, RUNUP, REVERSAL, DONE), ``AGE`` (minutes in the phase), ``FLOW`` (volume multiplier of
+the episode), ``SURGE`` (EWM of volume over its expected value).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit, prange
+
+LOG_CLOSE, CUM_PV, CUM_V, PHASE, AGE, FLOW, SURGE = range(7)
+N_STATE = 7
+QUIET, RUNUP, REVERSAL, DONE = 0.0, 1.0, 2.0, 3.0  # values of state[PHASE]
+PHASE_NAMES = ("quiet", "runup", "reversal", "done")
+TRADING_DAYS_PER_YEAR = 252
+
+
+class ProcessParams(NamedTuple):
+    """Parameters of the generating process (defaults are the documented synthetic market).
+
+    Units: "minute-sigma" is the session's mean diffusive minute volatility
+    ``sigma_d * sqrt((1 - overnight_share) / minutes_per_day)`` (log units); hazards are per minute.
+    """
+
+    # daily price and volatility: log sigma_d = log(vol_level / sqrt(252)) + s_d + l_d
+    annual_drift: float = 0.07  # expected price growth per year (jumps compensated), fraction
+    vol_level: float = 0.13  # sigma_bar: median diffusive vol, annualized fraction
+    short_persistence: float = 0.90  # phi_s, per day
+    short_noise: float = 0.10  # theta_s: sd of the daily innovation of s
+    short_leverage: float = -0.7  # rho_s: corr(innovation of s, diffusive shock of the day)
+    long_persistence: float = 0.993  # phi_l, per day
+    long_noise: float = 0.05  # theta_l
+    long_leverage: float = -0.4  # rho_l
+    overnight_share: float = 0.2  # share of the daily diffusive variance in the overnight gap
+    jumps_per_day: float = 0.02  # expected intraday jumps per session
+    jump_mean: float = -2.5  # mean jump, in units of sigma_d
+    jump_sd: float = 1.5  # jump sd, in units of sigma_d
+    jump_vol_feedback: float = 0.3  # added to s_{d+1} per jump on day d
+    # implied vol and the variance risk premium
+    iv_horizon_days: int = 21  # trading days the implied vol covers (30 calendar days)
+    vrp_base: float = 0.12  # log premium of IV over the expected vol at zero drawdown
+    vrp_drawdown: float = 1.0  # extra log premium per unit of drawdown
+    drawdown_window_days: int = 63  # drawdown_d = 1 - close_d / max(close over the last 63 sessions)
+    # volume
+    mean_daily_volume: float = 1.0e6  # shares per session at sigma_d = sigma_bar
+    volume_vol_elasticity: float = 0.8  # d log(volume level) / d log(sigma_d)
+    daily_volume_noise: float = 0.25  # sd of the log volume level of a session
+    minute_volume_noise: float = 0.35  # sd of the log noise of a minute's volume
+    volume_abs_shock: float = 0.3  # log volume loading on |z| of the minute's price shock
+    # intraday U shape over u = (j + 0.5) / minutes_per_day: 1 + a_open exp(-u/tau) + a_close exp(-(1-u)/tau)
+    open_variance_boost: float = 2.0
+    close_variance_boost: float = 1.0
+    open_volume_boost: float = 3.0
+    close_volume_boost: float = 2.5
+    u_shape_decay: float = 0.05  # tau, fraction of the session
+    # parabolic run-ups
+    runup_probability: float = 0.4  # chance that a run-up starts in a session
+    runup_window_start: float = 0.03  # onset minute uniform on [start, end) x minutes_per_day
+    runup_window_end: float = 0.4
+    runup_drift: float = 0.3  # excess drift at the run-up's first minute, minute-sigma per minute
+    runup_acceleration: float = 10.0  # minutes for the excess drift to grow e-fold
+    runup_drift_cap: float = 2.0  # cap of the excess drift, minute-sigma per minute
+    runup_volume_growth: float = 0.08  # log volume multiplier added per run-up minute
+    runup_volume_cap: float = 6.0  # cap of the volume multiplier
+    stall_hazard: float = 0.05  # chance per minute that a run-up stalls (ends without reversal)
+    reversal_logit: float = -4.5  # reversal hazard logit: intercept
+    reversal_stretch: float = 0.2  # ... per minute-sigma of log(close / VWAP)
+    reversal_surge: float = 1.5  # ... per unit of log smoothed relative volume
+    reversal_iv: float = 3.0  # ... per unit of log(IV_{d-1} / regime_iv_pivot)
+    regime_iv_pivot: float = 20.0  # IV level (vol points) where the IV term of the logit is 0
+    reversal_drawdown: float = 10.0  # ... per unit of drawdown_{d-1}
+    reversal_pull: float = 0.12  # share of log(close / VWAP) given back per reversal minute
+    reversal_push: float = 0.3  # extra down-drift of a reversal minute, minute-sigma
+    reversal_end_hazard: float = 0.05  # chance per minute that a reversal ends (it also ends at VWAP)
+    reversal_volume_decay: float = 0.97  # volume multiplier decay toward 1 per reversal minute
+    volume_decay: float = 0.85  # volume multiplier decay toward 1 per minute outside episodes
+    surge_smoothing: float = 0.3  # EWM weight of the smoothed relative volume SURGE
+
+
+class ProcessTables(NamedTuple):
+    """Per-minute tables and constants derived from :class:`ProcessParams` for one session length M."""
+
+    variance_weight: np.ndarray  # (M,) w_j: share of the daily diffusive variance in minute j
+    minute_sd_weight: np.ndarray  # (M,) sqrt(w_j)
+    variance_tail: np.ndarray  # (M + 1,) sum of w over minutes j..M-1
+    volume_weight: np.ndarray  # (M,) share of the session's expected volume in minute j, sums to 1
+    onset_cdf: np.ndarray  # (M,) P(run-up onset at a minute <= j)
+    iv_level_coef: np.ndarray  # (h_iv,) IV^2 term k: coef * exp(2 short_coef*s + 2 long_coef*l)
+    iv_short_coef: np.ndarray  # (h_iv,)
+    iv_long_coef: np.ndarray  # (h_iv,)
+    minutes_per_day: int
+    unit_scale: float  # minute-sigma / sigma_d
+    jump_prob: float  # chance of a jump in a minute
+    daily_sigma_bar: float  # vol_level / sqrt(252), log units per day
+
+
+def _u_shape(minutes_per_day: int, open_boost: float, close_boost: float, decay: float) -> np.ndarray:
+    u = (np.arange(minutes_per_day) + 0.5) / minutes_per_day  # (M,)
+    return 1.0 + open_boost * np.exp(-u / decay) + close_boost * np.exp(-(1.0 - u) / decay)
+
+
+def build_tables(params: ProcessParams, minutes_per_day: int) -> ProcessTables:
+    """Tables for sessions of ``minutes_per_day`` minutes (1..390)."""
+    p, m = params, minutes_per_day
+    variance_shape = _u_shape(m, p.open_variance_boost, p.close_variance_boost, p.u_shape_decay)
+    variance_weight = (1.0 - p.overnight_share) * variance_shape / variance_shape.sum()  # (M,)
+    volume_shape = _u_shape(m, p.open_volume_boost, p.close_volume_boost, p.u_shape_decay)
+    first = min(max(1, int(round(p.runup_window_start * m))), m - 1)  # onset needs a previous minute
+    last = max(first + 1, int(round(p.runup_window_end * m)))
+    onset_cdf = p.runup_probability * np.clip((np.arange(m) - first + 1) / (last - first), 0.0, 1.0)  # (M,)
+    jump_prob = p.jumps_per_day / m
+    level, short, long_ = _iv_coefficients(p, m, jump_prob)
+    return ProcessTables(
+        variance_weight=variance_weight,
+        minute_sd_weight=np.sqrt(variance_weight),
+        variance_tail=np.r_[np.cumsum(variance_weight[::-1])[::-1], 0.0],
+        volume_weight=volume_shape / volume_shape.sum(),
+        onset_cdf=onset_cdf,
+        iv_level_coef=level,
+        iv_short_coef=short,
+        iv_long_coef=long_,
+        minutes_per_day=m,
+        unit_scale=math.sqrt((1.0 - p.overnight_share) / m),
+        jump_prob=jump_prob,
+        daily_sigma_bar=p.vol_level / math.sqrt(TRADING_DAYS_PER_YEAR),
+    )
+
+
+def _iv_coefficients(p: ProcessParams, minutes_per_day: int, jump_prob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Closed form of ``(252/h) * sum_{k=1..h} E[sigma_{d+k}^2 * m2 | s_{d+1}, l_{d+1}]``.
+
+    ``log sigma_{d+k} = log sigma_bar + phi_s^(k-1) s_{d+1} + phi_l^(k-1) l_{d+1} + G_k + kappa*sum_i
+    phi_s^(k-1-i) n_{d+i}``, with ``G_k`` Gaussian (the log-vol innovations, correlated through the common
+    shock) and ``n`` the daily jump counts (Binomial(M, p), independent). ``m2 = E[(shock + jumps/sigma)^2]``
+    is the second moment of a day's standardized diffusive + jump return; drift and run-up episodes are
+    left out of this expected vol.
+    """
+    h = p.iv_horizon_days
+    k = np.arange(h)  # k-1 for the days d+1..d+h
+    phi_s, phi_l = p.short_persistence, p.long_persistence
+    cross = p.short_noise * p.long_noise * p.short_leverage * p.long_leverage
+    lag = np.arange(h)  # innovation lags 0..h-1
+    step_var = (phi_s ** (2 * lag)) * p.short_noise**2 + (phi_l ** (2 * lag)) * p.long_noise**2 + 2 * (phi_s * phi_l) ** lag * cross
+    gauss_var = np.r_[0.0, np.cumsum(step_var)[:-1]]  # (h,) Var(G_k): k-1 innovations
+    jump_mgf_log = minutes_per_day * np.log1p(jump_prob * np.expm1(2.0 * p.jump_vol_feedback * phi_s**lag))  # (h,)
+    jump_term = np.r_[0.0, np.cumsum(jump_mgf_log)[:-1]]  # (h,) sum over the k-1 earlier days
+    mean_jumps = minutes_per_day * jump_prob
+    second_moment_jumps = mean_jumps * (1.0 - jump_prob) + mean_jumps**2
+    m2 = 1.0 + mean_jumps * p.jump_sd**2 + second_moment_jumps * p.jump_mean**2
+    sigma_bar = p.vol_level / math.sqrt(TRADING_DAYS_PER_YEAR)
+    level = (TRADING_DAYS_PER_YEAR / h) * sigma_bar**2 * m2 * np.exp(2.0 * gauss_var + jump_term)  # (h,)
+    return level, phi_s**k, phi_l**k
+
+
+# ----------------------------------------------------------------------------------------------
+# Random numbers: splitmix64 streams
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+
+
+@njit(cache=True)
+def _mix64(z):
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return z ^ (z >> _S31)
+
+
+@njit(cache=True)
+def seed_stream(rng, seed, stream):
+    """Set ``rng`` (uint64[1]) to the start of stream number ``stream`` (int >= 0) of ``seed`` (uint64)."""
+    rng[0] = _mix64(seed ^ _mix64(np.uint64(stream) * _GOLDEN + _GOLDEN))
+
+
+@njit(cache=True)
+def uniform(rng):
+    """Uniform on the open interval (0, 1)."""
+    rng[0] = rng[0] + _GOLDEN
+    return ((_mix64(rng[0]) >> _S11) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True)
+def normal_pair(rng):
+    """Two independent standard normals (Box-Muller)."""
+    radius = math.sqrt(-2.0 * math.log(uniform(rng)))
+    angle = 2.0 * math.pi * uniform(rng)
+    return radius * math.cos(angle), radius * math.sin(angle)
+
+
+@njit(cache=True)
+def normal(rng):
+    """One standard normal (Box-Muller)."""
+    return normal_pair(rng)[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Daily layer
+
+
+@njit(cache=True)
+def daily_sigma(s, l, tab):
+    """sigma_d (log units per day) from the log-vol components."""
+    return tab.daily_sigma_bar * math.exp(s + l)
+
+
+@njit(cache=True)
+def daily_drift(sigma, prm):
+    """Log drift of a session (overnight + minutes): growth minus Ito and jump compensation, per day."""
+    mean_jump_growth = math.exp(sigma * prm.jump_mean + 0.5 * (sigma * prm.jump_sd) ** 2) - 1.0
+    return prm.annual_drift / TRADING_DAYS_PER_YEAR - 0.5 * sigma * sigma - prm.jumps_per_day * mean_jump_growth
+
+
+@njit(cache=True)
+def next_log_vol(s, l, shock, jumps, prm, rng):
+    """``(s_{d+1}, l_{d+1})`` from day d's standardized diffusive shock (N(0,1)) and jump count."""
+    s_own, l_own = normal_pair(rng)
+    s_noise = prm.short_leverage * shock + math.sqrt(1.0 - prm.short_leverage**2) * s_own
+    l_noise = prm.long_leverage * shock + math.sqrt(1.0 - prm.long_leverage**2) * l_own
+    s_next = prm.short_persistence * s + prm.short_noise * s_noise + prm.jump_vol_feedback * jumps
+    l_next = prm.long_persistence * l + prm.long_noise * l_noise
+    return s_next, l_next
+
+
+@njit(cache=True)
+def implied_vol(s_next, l_next, drawdown, prm, tab):
+    """IV at a close (vol points): expected h_iv-day vol from ``(s_{d+1}, l_{d+1})`` times the VRP factor."""
+    variance = 0.0
+    for k in range(tab.iv_level_coef.shape[0]):
+        variance += tab.iv_level_coef[k] * math.exp(2.0 * (tab.iv_short_coef[k] * s_next + tab.iv_long_coef[k] * l_next))
+    return 100.0 * math.sqrt(variance) * math.exp(prm.vrp_base + prm.vrp_drawdown * drawdown)
+
+
+@njit(cache=True)
+def regime_logit(iv_prev, drawdown_prev, prm):
+    """Daily term of the reversal hazard logit from the previous close's IV (points) and drawdown."""
+    return prm.reversal_iv * math.log(iv_prev / prm.regime_iv_pivot) + prm.reversal_drawdown * drawdown_prev
+
+
+@njit(cache=True)
+def session_volume_level(s, l, prm, rng):
+    """Expected volume of a session (shares), higher in high-vol regimes."""
+    noise = prm.daily_volume_noise
+    return prm.mean_daily_volume * math.exp(prm.volume_vol_elasticity * (s + l) + noise * normal(rng) - 0.5 * noise * noise)
+
+
+@njit(cache=True)
+def draw_onset(after, u, onset_cdf):
+    """Run-up onset minute given no onset at minutes <= ``after`` (-1: none yet), from uniform ``u``;
+    ``len(onset_cdf)`` means no run-up in the rest of the session."""
+    n = onset_cdf.shape[0]
+    base = onset_cdf[after] if after >= 0 else 0.0
+    target = base + u * (1.0 - base)
+    if target > onset_cdf[n - 1]:
+        return n
+    return np.searchsorted(onset_cdf, target)
+
+
+@njit(cache=True)
+def open_session(state, prev_log_close, sigma, drift, prm, rng):
+    """Reset ``state`` to the session open after the overnight gap; returns the overnight shock part."""
+    z = normal(rng)
+    state[LOG_CLOSE] = prev_log_close + prm.overnight_share * drift + sigma * math.sqrt(prm.overnight_share) * z
+    state[CUM_PV] = 0.0
+    state[CUM_V] = 0.0
+    state[PHASE] = QUIET
+    state[AGE] = 0.0
+    state[FLOW] = 1.0
+    state[SURGE] = 1.0
+    return math.sqrt(prm.overnight_share) * z
+
+
+# ----------------------------------------------------------------------------------------------
+# Minute layer
+
+
+@njit(cache=True)
+def step_minute(state, j, onset, sigma, drift, volume_level, regime, prm, tab, rng):
+    """Advance ``state`` (the close of minute j-1, or the open) through minute ``j``.
+
+    First the phase transition, decided from the state at the close of minute j-1 (run-up onset at
+    ``onset``; reversal / stall hazards during a run-up; end of a reversal), then the bar of minute j.
+    Returns the bar in log prices and shares, the minute's standardized diffusive shock part
+    ``sqrt(w_j) z_j`` and its jump (log return, 0.0 without one):
+    ``(log_open, log_high, log_low, log_close, volume, shock, jump)``.
+    """
+    unit = sigma * tab.unit_scale  # minute-sigma
+    log_open = state[LOG_CLOSE]
+    previous_phase = state[PHASE]
+    phase = previous_phase
+    log_vwap = log_open  # only read in episodes, which start after the session's first minute
+    if (phase == RUNUP or phase == REVERSAL) and state[CUM_V] > 0.0:
+        log_vwap = math.log(state[CUM_PV] / state[CUM_V])
+    if phase == QUIET:
+        if j == onset:
+            phase = RUNUP
+    elif phase == RUNUP:
+        stretch = (log_open - log_vwap) / unit
+        logit = prm.reversal_logit + prm.reversal_stretch * stretch + prm.reversal_surge * math.log(state[SURGE]) + regime
+        reverse = 1.0 / (1.0 + math.exp(-logit))
+        u = uniform(rng)
+        if u < reverse:
+            phase = REVERSAL
+        elif u < reverse + (1.0 - reverse) * prm.stall_hazard:
+            phase = DONE
+    elif phase == REVERSAL:
+        if log_open <= log_vwap or uniform(rng) < prm.reversal_end_hazard:
+            phase = DONE
+    if phase != previous_phase:
+        state[AGE] = 0.0
+    state[PHASE] = phase
+
+    excess = 0.0
+    flow = state[FLOW]
+    if phase == RUNUP:
+        excess = unit * min(prm.runup_drift * math.exp(state[AGE] / prm.runup_acceleration), prm.runup_drift_cap)
+        flow = min(flow * math.exp(prm.runup_volume_growth), prm.runup_volume_cap)
+    elif phase == REVERSAL:
+        excess = -prm.reversal_pull * (log_open - log_vwap) - prm.reversal_push * unit
+        flow = 1.0 + (flow - 1.0) * prm.reversal_volume_decay
+    else:
+        flow = 1.0 + (flow - 1.0) * prm.volume_decay
+    state[AGE] += 1.0
+
+    sd = sigma * tab.minute_sd_weight[j]
+    z, volume_z = normal_pair(rng)
+    jump = 0.0
+    if uniform(rng) < tab.jump_prob:
+        jump = sigma * (prm.jump_mean + prm.jump_sd * normal(rng))
+    log_close = log_open + drift * tab.variance_weight[j] + excess + sd * z + jump
+    move = log_close - log_open
+    log_high = 0.5 * (log_open + log_close + math.sqrt(move * move - 2.0 * sd * sd * math.log(uniform(rng))))
+    log_low = 0.5 * (log_open + log_close - math.sqrt(move * move - 2.0 * sd * sd * math.log(uniform(rng))))
+
+    expected_volume = volume_level * tab.volume_weight[j]
+    noise = prm.minute_volume_noise
+    log_noise = noise * volume_z - 0.5 * noise * noise + prm.volume_abs_shock * (abs(z) - 0.7978845608028654)
+    volume = float(round(expected_volume * flow * math.exp(log_noise)))
+    typical = (math.exp(log_high) + math.exp(log_low) + math.exp(log_close)) / 3.0
+    state[CUM_PV] += typical * volume
+    state[CUM_V] += volume
+    state[SURGE] += prm.surge_smoothing * (volume / expected_volume - state[SURGE])
+    state[FLOW] = flow
+    state[LOG_CLOSE] = log_close
+    return log_open, log_high, log_low, log_close, volume, tab.minute_sd_weight[j] * z, jump
+
+
+@njit(cache=True)
+def _binomial_small(trials, prob, rng):
+    """Binomial(trials, prob) by inversion (fast when trials * prob is small)."""
+    u = uniform(rng)
+    pmf = (1.0 - prob) ** trials
+    cdf = pmf
+    k = 0
+    while u > cdf and k < trials:
+        pmf *= (trials - k) / (k + 1.0) * prob / (1.0 - prob)
+        k += 1
+        cdf += pmf
+    return k
+
+
+@njit(cache=True)
+def rest_of_session(log_price, first, sigma, drift, prm, tab, rng):
+    """Close after minutes ``first..M-1`` of a session with no episode left, drawn in one step (the sum of
+    their drifts, diffusive shocks and jumps has this exact law). Returns ``(log_close, shock, jumps)``."""
+    share = tab.variance_tail[first]
+    z, jump_z = normal_pair(rng)
+    jumps = _binomial_small(tab.minutes_per_day - first, tab.jump_prob, rng)
+    jump_sum = sigma * (jumps * prm.jump_mean + math.sqrt(jumps) * prm.jump_sd * jump_z)
+    log_close = log_price + drift * share + sigma * math.sqrt(share) * z + jump_sum
+    return log_close, math.sqrt(share) * z, jumps
+
+
+# ----------------------------------------------------------------------------------------------
+# Simulators (the generator and the oracle's Monte Carlo). They live beside the step kernels because
+# numba's on-disk cache only notices edits to the file of the function it compiled.
+
+
+@njit(cache=True)
+def simulate_market(n_days, log_initial_price, seed, prm, tab):
+    """Run the process for ``n_days`` sessions from a stationary log-vol draw.
+
+    Returns ``bars`` ``(5, N, M)`` (log open, log high, log low, log close, volume), ``minute_state``
+    ``(N, M, N_STATE)`` (state at each minute's close), ``daily`` ``(10, N)`` (rows: s_d, l_d, sigma_d,
+    drift, volume level, regime logit, drawdown, IV, jump return, jump count).
+    """
+    minutes = tab.minutes_per_day
+    bars = np.empty((5, n_days, minutes))
+    minute_state = np.empty((n_days, minutes, N_STATE))
+    daily = np.empty((10, n_days))
+    rng = np.empty(1, np.uint64)
+    seed_stream(rng, seed, 0)
+    state = np.empty(N_STATE)
+    window = prm.drawdown_window_days
+    s = prm.short_noise / math.sqrt(1.0 - prm.short_persistence**2) * normal(rng)
+    l = prm.long_noise / math.sqrt(1.0 - prm.long_persistence**2) * normal(rng)
+    iv_prev = implied_vol(s, l, 0.0, prm, tab)
+    drawdown_prev = 0.0
+    log_close = log_initial_price
+    for d in range(n_days):
+        sigma = daily_sigma(s, l, tab)
+        drift = daily_drift(sigma, prm)
+        volume_level = session_volume_level(s, l, prm, rng)
+        regime = regime_logit(iv_prev, drawdown_prev, prm)
+        onset = draw_onset(-1, uniform(rng), tab.onset_cdf)
+        shock = open_session(state, log_close, sigma, drift, prm, rng)
+        jump_return = 0.0
+        jumps = 0
+        for j in range(minutes):
+            out = step_minute(state, j, onset, sigma, drift, volume_level, regime, prm, tab, rng)
+            for field in range(5):
+                bars[field, d, j] = out[field]
+            minute_state[d, j] = state
+            shock += out[5]
+            if out[6] != 0.0:
+                jumps += 1
+                jump_return += out[6]
+        log_close = state[LOG_CLOSE]
+        peak = log_initial_price if d + 1 < window else -np.inf
+        for i in range(max(0, d - window + 1), d + 1):
+            peak = max(peak, bars[3, i, minutes - 1])
+        drawdown = 1.0 - math.exp(log_close - peak)
+        daily[0, d], daily[1, d], daily[2, d], daily[3, d] = s, l, sigma, drift
+        daily[4, d], daily[5, d], daily[6, d] = volume_level, regime, drawdown
+        daily[8, d], daily[9, d] = jump_return, jumps
+        s, l = next_log_vol(s, l, shock, jumps, prm, rng)
+        iv_prev = implied_vol(s, l, drawdown, prm, tab)
+        drawdown_prev = drawdown
+        daily[7, d] = iv_prev
+    return bars, minute_state, daily
+
+
+@njit(cache=True)
+def session_close(log_prev_close, s, l, iv_prev, drawdown_prev, prm, tab, state, rng):
+    """One session's close from the previous close and state, in distribution equal to the generator's
+    session: minutes are stepped one by one only while a run-up episode is pending or running; once the
+    session has no episode left, the remaining minutes are drawn in one step. Returns
+    ``(log_close, shock, jumps)`` with the day's standardized diffusive shock and jump count."""
+    sigma = daily_sigma(s, l, tab)
+    drift = daily_drift(sigma, prm)
+    volume_level = session_volume_level(s, l, prm, rng)
+    regime = regime_logit(iv_prev, drawdown_prev, prm)
+    minutes = tab.minutes_per_day
+    onset = draw_onset(-1, uniform(rng), tab.onset_cdf)
+    shock = open_session(state, log_prev_close, sigma, drift, prm, rng)
+    jumps = 0
+    j = 0
+    if onset < minutes:
+        while j < minutes and state[PHASE] != DONE:
+            out = step_minute(state, j, onset, sigma, drift, volume_level, regime, prm, tab, rng)
+            shock += out[5]
+            jumps += out[6] != 0.0
+            j += 1
+    log_close, rest_shock, rest_jumps = rest_of_session(state[LOG_CLOSE], j, sigma, drift, prm, tab, rng)
+    return log_close, shock + rest_shock, jumps + rest_jumps
+
+
+@njit(cache=True, parallel=True)
+def expected_gap_paths(starts, seeds, log_close, short_log_vol, long_log_vol, iv, drawdown, history_peak, horizon, n_paths, annualization, prm, tab):
+    """Monte Carlo mean and standard error of yA for each start day. ``history_peak``: ``(T, horizon)``,
+    the max log close over the part of day t+k's drawdown window that lies at or before t."""
+    count = starts.shape[0]
+    mean = np.empty(count)
+    stderr = np.empty(count)
+    for i in prange(count):
+        rng = np.empty(1, np.uint64)
+        state = np.empty(N_STATE)
+        t = starts[i]
+        total = 0.0
+        total_sq = 0.0
+        for path in range(n_paths):
+            seed_stream(rng, seeds[i], path)
+            x, s, l = log_close[t], short_log_vol[t + 1], long_log_vol[t + 1]
+            iv_prev, drawdown_prev = iv[t], drawdown[t]
+            peak = -np.inf
+            sum_sq = 0.0
+            for k in range(horizon):
+                close, shock, jumps = session_close(x, s, l, iv_prev, drawdown_prev, prm, tab, state, rng)
+                sum_sq += (close - x) ** 2
+                x = close
+                s, l = next_log_vol(s, l, shock, jumps, prm, rng)
+                peak = max(peak, x)
+                drawdown_prev = 1.0 - math.exp(x - max(peak, history_peak[i, k]))
+                iv_prev = implied_vol(s, l, drawdown_prev, prm, tab)
+            gap = 100.0 * math.sqrt(annualization / horizon * sum_sq) - iv[t]
+            total += gap
+            total_sq += gap * gap
+        average = total / n_paths
+        variance = max(total_sq / n_paths - average**2, 0.0) * n_paths / max(n_paths - 1, 1)
+        mean[i] = average
+        stderr[i] = math.sqrt(variance / n_paths)
+    return mean, stderr
+
+
+@njit(cache=True, parallel=True)
+def downside_first_paths(minute_state, log_down, log_up, horizon, n_paths, seed, sigma, drift, volume_level, regime, prm, tab):
+    """P(yB = 1) for every minute of one session; NaN where ``log_down`` is NaN (no label)."""
+    minutes = minute_state.shape[0]
+    proba = np.full(minutes, np.nan)
+    for m in prange(minutes):
+        if np.isnan(log_down[m]):
+            continue
+        rng = np.empty(1, np.uint64)
+        state = np.empty(N_STATE)
+        hits = 0
+        for path in range(n_paths):
+            seed_stream(rng, seed, m * n_paths + path)
+            state[:] = minute_state[m]
+            onset = draw_onset(m, uniform(rng), tab.onset_cdf) if state[PHASE] == QUIET else minutes
+            for j in range(m + 1, m + horizon + 1):
+                _, log_high, log_low, _, _, _, _ = step_minute(state, j, onset, sigma, drift, volume_level, regime, prm, tab, rng)
+                down = log_low <= log_down[m]
+                if down or log_high >= log_up[m]:
+                    if down and log_high < log_up[m]:
+                        hits += 1
+                    break
+        proba[m] = hits / n_paths
+    return proba

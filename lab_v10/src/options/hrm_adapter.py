@@ -1,0 +1,431 @@
+"""HRMAdapter: the HRM dual network behind the lab's model interface (both books from one model).
+
+Samples (DESIGN.md section 3; token layout in :mod:`lab_v10.src.dataset.hrm_tokens`). A sample is keyed by a
+forecast date *t*, a row of ``X_daily``:
+
+- H tokens: the ``hrm.daily_window`` rows of ``X_daily`` ending at *t* (inclusive);
+- Head A target: ``yA(t)``, the vol gap forecast at the close of *t*;
+- L tokens: the minutes of the next session *d* of ``X_intraday`` (its ``session`` column) after *t*, with
+  their ``yB``, provided *t* is the last daily row before *d* (normally *d* = *t*+1); otherwise, and for
+  daily-only data, the sample has no minutes (an all-False mask).
+
+So Head A at *t* reads daily rows ``<= t``; the probability at minute *m* of day *d* reads daily rows
+``<= d-1`` and minutes ``<= m`` of *d* (the L-module is causal, and nothing flows from L to H). Dates with
+fewer than ``daily_window`` rows of history cannot be samples: they are dropped from training and validation
+(count logged on logger ``lab.hrm``) and are absent from :meth:`HRMAdapter.predict_daily`'s output, so pass
+the full ``X_daily`` history when predicting, not just the test rows.
+
+Preprocessing is fitted on the training samples only: a StandardScaler of the daily features on the
+``X_daily`` rows of the training dates, one of the minute features
+(:data:`~lab_v10.src.features.intraday.INTRADAY_MODEL_COLUMNS`) on every minute of the training samples'
+sessions, and the mean and standard deviation of ``yA`` over the training labels; the network is trained on
+the standardized target and its forecasts are mapped back to vol points. Training, early stopping on the
+validation samples and the restore of the best weights are :class:`~lab_v10.src.options.hrm_train.HRMTrainer`'s.
+
+Input conventions and checks are those of :mod:`lab_v10.src.baselines.base` (a bad table, date, label or
+value raises ValueError naming it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.preprocessing import StandardScaler
+
+from lab_v10.src.baselines.base import daily_samples, feature_frame, intraday_samples, require_fitted
+from lab_v10.src.config import HRMConfig, LabConfig, config_from_dict, config_to_dict
+from lab_v10.src.data.store import atomic_output
+from lab_v10.src.dataset.hrm_tokens import (
+    MinuteTokens,
+    Sessions,
+    daily_windows,
+    minute_tokens,
+    next_session,
+    session_layout,
+)
+from lab_v10.src.features.intraday import INTRADAY_MODEL_COLUMNS
+from lab_v10.src.options.hrm_net import HRMNet
+from lab_v10.src.options.hrm_train import HRMPredictions, HRMTensors, HRMTrainer
+
+logger = logging.getLogger("lab.hrm")
+
+CHECKPOINT_FORMAT = "lab_v10.hrm_adapter/1"  # the "format" key of a saved adapter
+NO_SESSIONS = Sessions(np.zeros(0, "datetime64[ns]"), np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
+class MinuteTable(NamedTuple):
+    """A checked minute feature table: ``values`` ``(n, F_m)`` float64 model columns in row order,
+    ``sessions`` (contiguous, ascending) and ``index`` ``(n,)`` the minute timestamps."""
+
+    values: np.ndarray
+    sessions: Sessions
+    index: pd.DatetimeIndex
+
+
+def daily_table(X_daily: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """``X_daily[columns]`` as float64 ``(n, F_d)``, checked: a DatetimeIndex of strictly increasing session
+    dates, every column present, every value finite (ValueError naming the date or column)."""
+    if not isinstance(X_daily, pd.DataFrame) or not isinstance(X_daily.index, pd.DatetimeIndex):
+        raise ValueError("X_daily: expected a DataFrame indexed by session date (DatetimeIndex)")
+    values = feature_frame(X_daily, columns, "X_daily").to_numpy()  # (n, F_d)
+    back = np.flatnonzero(np.diff(X_daily.index.asi8) <= 0)
+    if back.size:
+        raise ValueError(
+            f"X_daily: date {X_daily.index[back[0] + 1].date()} follows {X_daily.index[back[0]].date()} "
+            "(expected dates in increasing order)"
+        )
+    return values
+
+
+def minute_table(X_intraday: pd.DataFrame, max_minutes: int) -> MinuteTable:
+    """The checked model columns and session layout of ``X_intraday``.
+
+    Raises ValueError when the table is not a DataFrame with a ``session`` column and a time-ordered,
+    unique DatetimeIndex, has no rows, misses a model column or holds a non-finite value, or when a session
+    has more than ``max_minutes`` minutes (``hrm.minutes_per_day``, the L-module's positions).
+    """
+    if not isinstance(X_intraday, pd.DataFrame) or "session" not in X_intraday.columns:
+        raise ValueError("X_intraday: expected a DataFrame with a 'session' column (session date of each minute)")
+    if not isinstance(X_intraday.index, pd.DatetimeIndex) or len(X_intraday) == 0:
+        raise ValueError("X_intraday: expected minute rows indexed by timestamp (a non-empty DatetimeIndex)")
+    values = feature_frame(X_intraday, INTRADAY_MODEL_COLUMNS, "X_intraday").to_numpy()  # (n, F_m)
+    back = np.flatnonzero(np.diff(X_intraday.index.asi8) <= 0)
+    if back.size:
+        raise ValueError(
+            f"X_intraday: minute {X_intraday.index[back[0] + 1]} follows {X_intraday.index[back[0]]} "
+            "(expected timestamps in increasing order)"
+        )
+    sessions = session_layout(pd.DatetimeIndex(X_intraday["session"]))
+    long = np.flatnonzero(sessions.lengths > max_minutes)
+    if long.size:
+        s = long[0]
+        raise ValueError(
+            f"X_intraday: session {pd.Timestamp(sessions.dates[s]).date()} has {sessions.lengths[s]} minutes "
+            f"(expected at most hrm.minutes_per_day={max_minutes})"
+        )
+    return MinuteTable(values, sessions, X_intraday.index)
+
+
+def _scaler_state(scaler: StandardScaler) -> dict:
+    """A fitted StandardScaler as tensors and ints (for a weights_only checkpoint)."""
+    return {
+        "mean": torch.from_numpy(scaler.mean_.copy()),
+        "var": torch.from_numpy(scaler.var_.copy()),
+        "scale": torch.from_numpy(scaler.scale_.copy()),
+        "n_samples_seen": int(scaler.n_samples_seen_),
+    }
+
+
+def _scaler_from_state(state: dict) -> StandardScaler:
+    """The StandardScaler that :func:`_scaler_state` saved (same mean_, var_, scale_: same transform)."""
+    scaler = StandardScaler()
+    scaler.mean_ = state["mean"].numpy().astype(np.float64)
+    scaler.var_ = state["var"].numpy().astype(np.float64)
+    scaler.scale_ = state["scale"].numpy().astype(np.float64)
+    scaler.n_samples_seen_ = state["n_samples_seen"]
+    scaler.n_features_in_ = scaler.mean_.shape[0]
+    return scaler
+
+
+def _build_net(hrm: HRMConfig, seed: int) -> HRMNet:
+    """HRMNet(hrm) initialised from ``seed`` without touching torch's global random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return HRMNet(hrm)
+
+
+def _tensors(x_daily: np.ndarray, tokens: MinuteTokens, y_a: np.ndarray) -> HRMTensors:
+    """HRMTensors (float32 CPU) from windows ``(N, T_H, F_d)``, L tokens and standardized ``y_a`` ``(N,)``."""
+    return HRMTensors(
+        x_daily=torch.from_numpy(np.ascontiguousarray(x_daily, dtype=np.float32)),
+        x_minute=torch.from_numpy(np.ascontiguousarray(tokens.x, dtype=np.float32)),
+        minute_mask=torch.from_numpy(tokens.mask),
+        y_a=torch.from_numpy(np.asarray(y_a, dtype=np.float32)),
+        y_b=torch.from_numpy(np.asarray(tokens.y, dtype=np.float32)),
+    )
+
+
+class HRMAdapter:
+    """The HRM dual network as a Book A gap forecaster and a Book B probability model (module docstring).
+
+    ``out_dir``: the run folder for the trainer's checkpoints and logs (default: a fresh temporary folder).
+
+    Fitted attributes: ``hrm_config_`` (the HRMConfig with the table widths), ``daily_columns_``,
+    ``daily_scaler_`` and ``minute_scaler_`` (StandardScalers; the latter None for daily-only data),
+    ``y_mean_``, ``y_std_`` (vol points), ``train_mean_`` (= ``y_mean_``, the R^2 benchmark),
+    ``trainer_``, ``summary_`` (the trainer's TrainSummary; None after :meth:`load`). ``last_steps_``: ACT
+    segments used per sample of the latest prediction, a Series indexed by forecast date
+    (:meth:`predict_daily`) or session date (the intraday methods).
+    """
+
+    name = "hrm"
+
+    def __init__(self, config: LabConfig, out_dir: Path | None = None) -> None:
+        self.config = config
+        self.out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="hrm_adapter_"))
+
+    # ------------------------------------------------------------------------------------------
+    # Fit
+
+    def fit(
+        self,
+        X_daily: pd.DataFrame,
+        X_intraday: pd.DataFrame | None,
+        yA: pd.Series,
+        yB: pd.Series | None,
+        train_idx: pd.DatetimeIndex,
+        val_idx: pd.DatetimeIndex,
+    ) -> HRMAdapter:
+        """Fit on the samples of the ``train_idx`` forecast dates, early-stop on those of ``val_idx``.
+
+        Every train and validation date needs an ``X_daily`` row and a finite ``yA`` (purge unlabeled dates
+        first); dates with fewer than ``daily_window`` rows of history are dropped (logged). ``X_intraday``
+        and ``yB`` are both given or both None (daily-only: Head B sees no minutes). With minutes, ``yB``
+        needs a row for every minute of the paired sessions, the training minutes both classes and the
+        validation sessions some labelled minute. Returns ``self``.
+        """
+        self.__dict__.pop("trainer_", None)  # a fit that fails below leaves the adapter unfitted
+        if (X_intraday is None) != (yB is None):
+            raise ValueError("X_intraday, yB: expected both (minute features and their labels) or neither")
+        columns = list(X_daily.columns) if isinstance(X_daily, pd.DataFrame) else []
+        daily = daily_table(X_daily, columns)  # (n, F_d)
+        samples = daily_samples(X_daily, yA, train_idx, val_idx, columns, require_val=True)
+        train_pos, y_train = self._with_history(X_daily.index, samples.y_train, "train")
+        val_pos, y_val = self._with_history(X_daily.index, samples.y_val, "validation")
+
+        self.daily_columns_ = columns
+        self.daily_scaler_ = StandardScaler().fit(daily[train_pos])
+        self.y_mean_, self.y_std_ = float(np.mean(y_train)), float(np.std(y_train))
+        if not self.y_std_ > 0:
+            raise ValueError(
+                f"yA: all {y_train.size} training labels equal {self.y_mean_} (expected a spread to standardize)"
+            )
+        self.train_mean_ = self.y_mean_
+
+        minutes, labels = None, None
+        train_sessions = np.full(train_pos.shape, -1)
+        val_sessions = np.full(val_pos.shape, -1)
+        if X_intraday is not None:
+            minutes = minute_table(X_intraday, self.config.hrm.minutes_per_day)
+            pair = next_session(X_daily.index.as_unit("ns").to_numpy(), minutes.sessions.dates)  # (n,)
+            train_sessions, val_sessions = pair[train_pos], pair[val_pos]
+            if (train_sessions < 0).all():
+                raise ValueError(
+                    "X_intraday: no session follows any training date (expected the minutes of the sessions "
+                    "after the training dates; pass X_intraday=None, yB=None for daily-only data)"
+                )
+            session_dates = pd.DatetimeIndex(minutes.sessions.dates)
+            # the shared Book B checks on the paired sessions: yB rows present, 0/1/NaN, both classes in training
+            intraday_samples(
+                X_intraday, yB, session_dates[train_sessions[train_sessions >= 0]],
+                session_dates[val_sessions[val_sessions >= 0]], INTRADAY_MODEL_COLUMNS,
+            )
+            starts = minutes.sessions.starts[train_sessions[train_sessions >= 0]]
+            stops = minutes.sessions.stops[train_sessions[train_sessions >= 0]]
+            train_rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)])
+            self.minute_scaler_ = StandardScaler().fit(minutes.values[train_rows])
+            labels = yB.reindex(X_intraday.index).to_numpy(dtype=float)  # (n_min,)
+        else:
+            self.minute_scaler_ = None
+
+        self.hrm_config_ = dataclasses.replace(
+            self.config.hrm, daily_features=len(columns), minute_features=len(INTRADAY_MODEL_COLUMNS)
+        )
+        train = self._sample_tensors(daily, train_pos, minutes, labels, train_sessions, y_train)
+        val = self._sample_tensors(daily, val_pos, minutes, labels, val_sessions, y_val)
+        self.trainer_ = self._trainer(_build_net(self.hrm_config_, self.config.seed))
+        self.summary_ = self.trainer_.fit(train, val)
+        return self
+
+    def _with_history(
+        self, dates: pd.DatetimeIndex, y: pd.Series, role: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Row positions (ascending) and labels ``(N,)`` of the sample dates with a full daily window.
+
+        Drops (and logs) dates with fewer than ``daily_window`` rows up to and including them; raises when
+        none is left.
+        """
+        window = self.config.hrm.daily_window
+        pos = dates.get_indexer(y.index)  # (N,) every date is a row (checked by daily_samples)
+        keep = pos >= window - 1
+        if not keep.any():
+            raise ValueError(
+                f"X_daily: none of the {pos.size} {role} dates has hrm.daily_window={window} rows of history "
+                f"(the latest has {int(pos.max(initial=-1)) + 1}); expected earlier daily rows"
+            )
+        if not keep.all():
+            logger.info(
+                "hrm: dropped %d of %d %s dates with fewer than daily_window=%d rows of history",
+                int((~keep).sum()), pos.size, role, window,
+            )
+        order = np.argsort(pos[keep], kind="stable")
+        return pos[keep][order], y.to_numpy(dtype=float)[keep][order]
+
+    def _sample_tensors(
+        self,
+        daily: np.ndarray,
+        ends: np.ndarray,
+        minutes: MinuteTable | None,
+        labels: np.ndarray | None,
+        sessions: np.ndarray,
+        y_a: np.ndarray,
+    ) -> HRMTensors:
+        """Standardized samples: windows ending at row ``ends`` ``(N,)``, the minutes of session positions
+        ``sessions`` ``(N,)`` (-1: none) and ``y_a`` ``(N,)`` in vol points (NaN: no Head-A label)."""
+        x_daily = daily_windows(self.daily_scaler_.transform(daily), ends, self.hrm_config_.daily_window)
+        if minutes is None:
+            tokens = minute_tokens(np.zeros((0, self.hrm_config_.minute_features)), None, NO_SESSIONS, sessions)
+        else:
+            tokens = minute_tokens(self.minute_scaler_.transform(minutes.values), labels, minutes.sessions, sessions)
+        return _tensors(x_daily, tokens, (y_a - self.y_mean_) / self.y_std_)
+
+    def _trainer(self, net: HRMNet) -> HRMTrainer:
+        return HRMTrainer(
+            net, self.hrm_config_, self.config.train, self.out_dir, seed=self.config.seed, device=self.config.train.device
+        )
+
+    # ------------------------------------------------------------------------------------------
+    # Predict
+
+    def predict_daily(self, X_daily: pd.DataFrame) -> pd.DataFrame:
+        """Head A for every row *t* of ``X_daily`` with ``daily_window`` rows of history (earlier rows are
+        absent): ``mu`` (expected gap) and ``sigma`` (its standard deviation, > 0), vol points, indexed by
+        the forecast date *t*. Reads rows ``<= t`` only; no minutes enter (an all-masked L input)."""
+        require_fitted(self, "trainer_")
+        daily = daily_table(X_daily, self.daily_columns_)
+        window = self.hrm_config_.daily_window
+        if len(daily) < window:
+            raise ValueError(
+                f"X_daily: {len(daily)} rows, expected at least hrm.daily_window={window} to forecast one date"
+            )
+        ends = np.arange(window - 1, len(daily))  # (N,)
+        no_minutes = np.full(ends.shape, -1)
+        samples = self._sample_tensors(daily, ends, None, None, no_minutes, np.full(ends.shape, np.nan))
+        pred = self._predict(samples, X_daily.index[ends])
+        mu = pred.mu.astype(float) * self.y_std_ + self.y_mean_
+        sigma = np.exp(pred.log_var.astype(float) / 2.0) * self.y_std_
+        return pd.DataFrame({"mu": mu, "sigma": sigma}, index=X_daily.index[ends])
+
+    def predict_daily_mu(self, X_daily: pd.DataFrame) -> pd.Series:
+        """The ``mu`` column of :meth:`predict_daily` (vol points, indexed by forecast date)."""
+        return self.predict_daily(X_daily)["mu"]
+
+    def predict_intraday_proba(self, X_intraday: pd.DataFrame, X_daily: pd.DataFrame) -> pd.Series:
+        """P(yB = 1) for every minute of every session in ``X_intraday``, indexed like it (name ``proba``).
+
+        Session *d* reads the ``daily_window`` rows of ``X_daily`` strictly before *d* and, at minute *m*, its
+        minutes ``<= m``. All sessions run in batches; the result equals
+        :meth:`predict_intraday_proba_for_day` day by day. ValueError when a session lacks that history.
+        """
+        require_fitted(self, "trainer_")
+        return self._session_proba(self._checked_minutes(X_intraday), X_daily)
+
+    def predict_intraday_proba_for_day(
+        self, X_intraday: pd.DataFrame, day: pd.Timestamp | str, X_daily: pd.DataFrame
+    ) -> pd.Series:
+        """P(yB = 1) at each minute of session ``day`` (rows of ``X_intraday`` whose ``session`` is ``day``),
+        indexed by their timestamps: daily rows strictly before ``day`` and minutes up to each one.
+
+        Short days and missing minutes are fine. ValueError when ``day`` has no minutes or ``X_daily`` has
+        fewer than ``daily_window`` rows before it.
+        """
+        require_fitted(self, "trainer_")
+        if not isinstance(X_intraday, pd.DataFrame) or "session" not in X_intraday.columns:
+            raise ValueError("X_intraday: expected a DataFrame with a 'session' column (session date of each minute)")
+        date = pd.Timestamp(day)
+        date = (date.tz_localize(None) if date.tzinfo is not None else date).normalize()
+        rows = pd.DatetimeIndex(X_intraday["session"]) == date
+        if not rows.any():
+            raise ValueError(f"X_intraday: no minutes for session {date.date()} (expected its minute rows)")
+        return self._session_proba(self._checked_minutes(X_intraday.loc[rows]), X_daily)
+
+    def _checked_minutes(self, X_intraday: pd.DataFrame) -> MinuteTable:
+        if self.minute_scaler_ is None:
+            raise ValueError(
+                "X_intraday: this HRM was fitted on daily data only (X_intraday=None), so Head B never saw a "
+                "minute; fit it with minute features to predict probabilities"
+            )
+        return minute_table(X_intraday, self.hrm_config_.minutes_per_day)
+
+    def _session_proba(self, minutes: MinuteTable, X_daily: pd.DataFrame) -> pd.Series:
+        """Head B over every session of ``minutes`` (one sample per session), in row order."""
+        daily = daily_table(X_daily, self.daily_columns_)
+        window = self.hrm_config_.daily_window
+        dates = minutes.sessions.dates  # (S,)
+        ends = np.searchsorted(X_daily.index.as_unit("ns").to_numpy(), dates, side="left") - 1  # last row < d
+        short = np.flatnonzero(ends < window - 1)
+        if short.size:
+            s = short[0]
+            raise ValueError(
+                f"X_daily: {ends[s] + 1} rows before session {pd.Timestamp(dates[s]).date()} (expected at least "
+                f"hrm.daily_window={window} daily rows strictly before the day)"
+            )
+        sessions = np.arange(dates.size)
+        x_daily = daily_windows(self.daily_scaler_.transform(daily), ends, window)
+        tokens = minute_tokens(self.minute_scaler_.transform(minutes.values), None, minutes.sessions, sessions)
+        samples = _tensors(x_daily, tokens, np.full(dates.shape, np.nan))
+        pred = self._predict(samples, pd.DatetimeIndex(dates))
+        # sessions are ascending and contiguous, so the real minutes in (sample, offset) order are the rows in order
+        return pd.Series(pred.proba_b[tokens.mask].astype(float), index=minutes.index, name="proba")
+
+    def _predict(self, samples: HRMTensors, keys: pd.DatetimeIndex) -> HRMPredictions:
+        pred = self.trainer_.predict(samples)
+        self.last_steps_ = pd.Series(np.asarray(pred.steps, dtype=np.int64), index=keys, name="steps")
+        return pred
+
+    # ------------------------------------------------------------------------------------------
+    # Persistence
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted adapter to one file atomically: weights, config, scalers, columns, yA moments.
+
+        Only tensors and primitive containers are stored, so :meth:`load` reads it with
+        ``torch.load(weights_only=True)``.
+        """
+        require_fitted(self, "trainer_")
+        net = self.trainer_.net
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "config": config_to_dict(dataclasses.replace(self.config, hrm=self.hrm_config_)),
+            "net": {k: v.detach().to("cpu") for k, v in net.state_dict().items()},
+            "daily_columns": list(self.daily_columns_),
+            "daily_scaler": _scaler_state(self.daily_scaler_),
+            "minute_scaler": None if self.minute_scaler_ is None else _scaler_state(self.minute_scaler_),
+            "y_mean": self.y_mean_,
+            "y_std": self.y_std_,
+        }
+        with atomic_output(path) as tmp:
+            torch.save(state, tmp)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path, out_dir: Path | None = None) -> HRMAdapter:
+        """The adapter :meth:`save` wrote to ``path``; its predictions equal the saved adapter's."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path}: HRM checkpoint not found")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: not an HRM adapter checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+        config = config_from_dict(state["config"], f"{path}: config")
+        adapter = cls(config, out_dir)
+        adapter.hrm_config_ = config.hrm
+        adapter.daily_columns_ = list(state["daily_columns"])
+        adapter.daily_scaler_ = _scaler_from_state(state["daily_scaler"])
+        adapter.minute_scaler_ = None if state["minute_scaler"] is None else _scaler_from_state(state["minute_scaler"])
+        adapter.y_mean_, adapter.y_std_ = float(state["y_mean"]), float(state["y_std"])
+        adapter.train_mean_ = adapter.y_mean_
+        net = _build_net(config.hrm, config.seed)
+        net.load_state_dict(state["net"])
+        adapter.trainer_ = adapter._trainer(net)
+        adapter.summary_ = None
+        return adapter
+
+
+HRMModel = HRMAdapter

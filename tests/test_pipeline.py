@@ -1,0 +1,116 @@
+"""End to end: the whole pipeline on a tiny synthetic market, checked through the report's content."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lab_v10.src.config import config_from_dict
+from lab_v10.src.pipeline import run
+
+TINY = {
+    "seed": 3,
+    "models": ["hrm", "har", "linear", "lgbm", "logistic", "rule"],
+    "data": {"source": "synthetic", "synthetic": {"n_days": 300}},
+    "labels": {"horizon_days": 5, "horizon_minutes": 20},
+    "walkforward": {"n_folds": 2, "min_train_days": 120, "val_days": 30, "test_days": 40, "embargo_days": 2},
+    "hrm": {
+        "h": {"n_layers": 1, "d_model": 16, "n_heads": 2, "ffn_dim": 24},
+        "l": {"n_layers": 1, "d_model": 16, "n_heads": 2, "ffn_dim": 24},
+        "daily_window": 8, "H_cycles": 1, "L_cycles": 1, "max_segments": 2,
+    },
+    "train": {"epochs": 1, "batch_size": 16, "warmup_steps": 2, "lr": 0.001, "autocast_bf16": False, "device": "cpu"},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    result = run(config_from_dict(TINY, "tiny"), out, preset="tiny test preset")
+    return result, out
+
+
+def test_every_model_scored_on_identical_rows(tiny_run):
+    result, _ = tiny_run
+    fa, fb = result.forecasts_a, result.forecasts_b
+    assert len(fa) == 2 * 40 and fa["fold"].value_counts().to_dict() == {0: 40, 1: 40}
+    for model in ("hrm", "har", "linear", "lgbm"):
+        assert np.isfinite(fa[f"mu_{model}"]).all() and (fa[f"sigma_{model}"] > 0).all()
+    for model in ("hrm", "logistic", "lgbm", "rule"):
+        proba = fb[f"proba_{model}"]
+        assert proba.notna().all() and proba.between(0, 1).all()
+    assert fb["y_true"].isin([0.0, 1.0]).all()
+    # Test rows come after every training row of their fold (walk-forward) and folds do not overlap.
+    periods = [(pd.Timestamp(f["test_period"][0]), pd.Timestamp(f["test_period"][1])) for f in result.folds]
+    assert periods[0][1] < periods[1][0]
+    for fold in result.folds:
+        assert pd.Timestamp(fold["train_period"][1]) < pd.Timestamp(fold["val_period"][0])
+        assert pd.Timestamp(fold["val_period"][1]) < pd.Timestamp(fold["test_period"][0])
+
+
+def test_summary_json_matches_results(tiny_run):
+    result, out = tiny_run
+
+    def reject(constant):
+        raise ValueError(f"non-strict JSON constant {constant}")
+
+    summary = json.loads((out / "summary.json").read_text(), parse_constant=reject)
+    for book in ("A", "B"):
+        for model, per_fold in result.forecast_metrics[book].items():
+            assert set(per_fold) == {"fold_0", "fold_1", "all"}
+            for key, value in per_fold["all"].items():
+                assert summary["forecast_metrics"][book][model]["all"][key] == pytest.approx(value)
+    assert summary["winners"] == result.winners
+    assert result.winners["forecast_A"]["r2_oos"] in {"hrm", "har", "linear", "lgbm"}
+    assert result.winners["forecast_B"]["auc"] in {"hrm", "logistic", "lgbm", "rule"}
+    assert set(result.book_a.daily) == {"hrm", "har", "linear", "lgbm", "always_short", "no_trade"}
+    assert {"hrm", "rule", "logistic", "lgbm"} <= set(result.book_b.daily)
+    no_trade = result.book_a.metrics["no_trade"]
+    assert no_trade["total_costs"] == 0 and no_trade["net_ann_return"] == 0
+    assert result.book_a.metrics["always_short"]["total_costs"] > 0
+    assert set(result.portfolio) >= {"hrm", "lgbm"}
+    assert len(result.hrm_segments) > 0 and set(np.unique(result.hrm_segments)) <= {1, 2}
+
+
+def test_report_files_hold_the_numbers(tiny_run):
+    result, out = tiny_run
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4
+    assert "hrm" in html and "always_short" in html
+    folds = pd.read_csv(out / "folds.csv")
+    assert len(folds) == 2
+    forecasts = pd.read_parquet(out / "forecasts_a.parquet")
+    pd.testing.assert_frame_equal(forecasts, result.forecasts_a, check_freq=False)
+    pnl = pd.read_parquet(out / "pnl_daily.parquet")
+    np.testing.assert_allclose(pnl["A:hrm"].dropna().to_numpy(), result.book_a.daily["hrm"]["net_pnl"].to_numpy())
+
+
+def test_same_seed_same_numbers(tiny_run, tmp_path):
+    result, _ = tiny_run
+    again = run(config_from_dict(TINY, "tiny"), tmp_path, preset="tiny test preset")
+    pd.testing.assert_frame_equal(again.forecasts_a, result.forecasts_a)
+    pd.testing.assert_frame_equal(again.forecasts_b, result.forecasts_b)
+
+
+def test_cli_bad_input_exits_with_message_and_no_traceback(repo_root, tmp_path):
+    bad = tmp_path / "daily.csv"
+    bad.write_text("date,open,high,low,close,iv\n2020-01-02,1,2,0.5,1.5,20\n2020-01-03,1,0.5,2,1.5,20\n")
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "main_v3.py"), "--daily", str(bad), "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert str(bad) in proc.stderr and "line 3" in proc.stderr and "high" in proc.stderr
+
+
+def test_cli_rejects_conflicting_flags(repo_root, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "main_v3.py"), "--data", "arch", "--minutes", "x.csv"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert proc.returncode == 2 and "cannot be combined" in proc.stderr
