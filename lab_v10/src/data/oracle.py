@@ -57,7 +57,9 @@ class DailyLatent(NamedTuple):
     jump_count: np.ndarray  # number of jumps in the session
 
 
-def _history_peaks(log_close: np.ndarray, log_initial: float, starts: np.ndarray, horizon: int, window: int) -> np.ndarray:
+def _history_peaks(
+    log_close: np.ndarray, log_initial: float, starts: np.ndarray, horizon: int, window: int
+) -> np.ndarray:
     """``(T, horizon)``: for start t and k = 1..horizon, the max log close over days ``t+k-window+1..t``
     (days before 0 at the initial price; -inf where that range is empty)."""
     padded = np.r_[np.full(window, log_initial), log_close]  # padded[i + window] = log_close[i]
@@ -92,7 +94,9 @@ class Oracle:
     def _seed(self, stream: int, index: int) -> np.uint64:
         return np.random.SeedSequence([self.seed, stream, index]).generate_state(1, np.uint64)[0]
 
-    def expected_gap_table(self, horizon_days: int = 21, n_paths: int = 128, annualization_days: int = 252) -> pd.DataFrame:
+    def expected_gap_table(
+        self, horizon_days: int = 21, n_paths: int = 128, annualization_days: int = 252
+    ) -> pd.DataFrame:
         """``expected_gap`` = E[yA(t) | state at the close of t] and its Monte Carlo ``stderr``, vol points,
         indexed by date; NaN for the last ``horizon_days`` rows (t+h past the sample).
 
@@ -148,7 +152,8 @@ class Oracle:
         minutes = self.tables.minutes_per_day
         atr = np.asarray(atr, dtype=float)
         if atr.shape != (minutes,):
-            raise ValueError(f"atr: expected shape ({minutes},), one value per minute of {self.dates[position].date()}, got {atr.shape}")
+            day_label = self.dates[position].date()
+            raise ValueError(f"atr: expected shape ({minutes},), one value per minute of {day_label}, got {atr.shape}")
         state = self.minute_state[position]  # (M, N_STATE)
         close = np.exp(state[:, LOG_CLOSE])
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -159,7 +164,8 @@ class Oracle:
         d = self.daily
         proba = downside_first_paths(
             state, log_down, log_up, horizon_minutes, n_paths, self._seed(PROBA_STREAM, position),
-            d.sigma[position], d.drift[position], d.volume_level[position], d.regime[position], self.params, self.tables,
+            d.sigma[position], d.drift[position], d.volume_level[position], d.regime[position],
+            self.params, self.tables,
         )
         index = self.minute_index[position * minutes : (position + 1) * minutes]
         return pd.Series(proba, index=index, name="downside_first_proba")
@@ -170,7 +176,8 @@ class Oracle:
             date = date.tz_localize(None)
         position = self.dates.get_indexer([date])[0]
         if position < 0:
-            raise ValueError(f"day {date.date()}: not a session of this synthetic market ({self.dates[0].date()}..{self.dates[-1].date()})")
+            span = f"{self.dates[0].date()}..{self.dates[-1].date()}"
+            raise ValueError(f"day {date.date()}: not a session of this synthetic market ({span})")
         return int(position)
 
     def latent_daily(self) -> pd.DataFrame:

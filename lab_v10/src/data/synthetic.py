@@ -50,7 +50,9 @@ def generate_market(
     if n_days < 1:
         raise ValueError(f"n_days: expected an int >= 1, got {n_days!r}")
     if not 1 <= minutes_per_day <= REGULAR_SESSION_MINUTES:
-        raise ValueError(f"minutes_per_day: expected 1..{REGULAR_SESSION_MINUTES} (the regular session), got {minutes_per_day!r}")
+        raise ValueError(
+            f"minutes_per_day: expected 1..{REGULAR_SESSION_MINUTES} (the regular session), got {minutes_per_day!r}"
+        )
     if not (initial_price > 0 and math.isfinite(initial_price)):
         raise ValueError(f"initial_price: expected a finite price > 0, got {initial_price!r}")
     tables = build_tables(params, minutes_per_day)
@@ -64,10 +66,8 @@ def generate_market(
     open_, high, low, close = np.exp(bars[:4])  # each (N, M), price units
     volume = bars[4]  # (N, M), shares
     source = f"synthetic(seed={seed})"
-    minute_frame = pd.DataFrame(
-        {"open": open_.ravel(), "high": high.ravel(), "low": low.ravel(), "close": close.ravel(), "volume": volume.ravel()},
-        index=minute_index,
-    )
+    columns = {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
+    minute_frame = pd.DataFrame({name: values.ravel() for name, values in columns.items()}, index=minute_index)
     daily_frame = pd.DataFrame(
         {
             "open": open_[:, 0],

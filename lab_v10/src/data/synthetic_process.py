@@ -153,7 +153,9 @@ def build_tables(params: ProcessParams, minutes_per_day: int) -> ProcessTables:
     )
 
 
-def _iv_coefficients(p: ProcessParams, minutes_per_day: int, jump_prob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _iv_coefficients(
+    p: ProcessParams, minutes_per_day: int, jump_prob: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Closed form of ``(252/h) * sum_{k=1..h} E[sigma_{d+k}^2 * m2 | s_{d+1}, l_{d+1}]``.
 
     ``log sigma_{d+k} = log sigma_bar + phi_s^(k-1) s_{d+1} + phi_l^(k-1) l_{d+1} + G_k + kappa*sum_i
@@ -163,11 +165,11 @@ def _iv_coefficients(p: ProcessParams, minutes_per_day: int, jump_prob: float) -
     left out of this expected vol.
     """
     h = p.iv_horizon_days
-    k = np.arange(h)  # k-1 for the days d+1..d+h
+    lag = np.arange(h)  # k-1 for the days d+1..d+h; also the innovation lags 0..h-1
     phi_s, phi_l = p.short_persistence, p.long_persistence
     cross = p.short_noise * p.long_noise * p.short_leverage * p.long_leverage
-    lag = np.arange(h)  # innovation lags 0..h-1
-    step_var = (phi_s ** (2 * lag)) * p.short_noise**2 + (phi_l ** (2 * lag)) * p.long_noise**2 + 2 * (phi_s * phi_l) ** lag * cross
+    short_var, long_var = phi_s ** (2 * lag) * p.short_noise**2, phi_l ** (2 * lag) * p.long_noise**2
+    step_var = short_var + long_var + 2 * (phi_s * phi_l) ** lag * cross  # (h,) from the innovation `lag` days back
     gauss_var = np.r_[0.0, np.cumsum(step_var)[:-1]]  # (h,) Var(G_k): k-1 innovations
     jump_mgf_log = minutes_per_day * np.log1p(jump_prob * np.expm1(2.0 * p.jump_vol_feedback * phi_s**lag))  # (h,)
     jump_term = np.r_[0.0, np.cumsum(jump_mgf_log)[:-1]]  # (h,) sum over the k-1 earlier days
@@ -176,7 +178,7 @@ def _iv_coefficients(p: ProcessParams, minutes_per_day: int, jump_prob: float) -
     m2 = 1.0 + mean_jumps * p.jump_sd**2 + second_moment_jumps * p.jump_mean**2
     sigma_bar = p.vol_level / math.sqrt(TRADING_DAYS_PER_YEAR)
     level = (TRADING_DAYS_PER_YEAR / h) * sigma_bar**2 * m2 * np.exp(2.0 * gauss_var + jump_term)  # (h,)
-    return level, phi_s**k, phi_l**k
+    return level, phi_s**lag, phi_l**lag
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,7 +257,8 @@ def implied_vol(s_next, l_next, drawdown, prm, tab):
     """IV at a close (vol points): expected h_iv-day vol from ``(s_{d+1}, l_{d+1})`` times the VRP factor."""
     variance = 0.0
     for k in range(tab.iv_level_coef.shape[0]):
-        variance += tab.iv_level_coef[k] * math.exp(2.0 * (tab.iv_short_coef[k] * s_next + tab.iv_long_coef[k] * l_next))
+        log_vol_shift = tab.iv_short_coef[k] * s_next + tab.iv_long_coef[k] * l_next
+        variance += tab.iv_level_coef[k] * math.exp(2.0 * log_vol_shift)
     return 100.0 * math.sqrt(variance) * math.exp(prm.vrp_base + prm.vrp_drawdown * drawdown)
 
 
@@ -269,7 +272,8 @@ def regime_logit(iv_prev, drawdown_prev, prm):
 def session_volume_level(s, l, prm, rng):
     """Expected volume of a session (shares), higher in high-vol regimes."""
     noise = prm.daily_volume_noise
-    return prm.mean_daily_volume * math.exp(prm.volume_vol_elasticity * (s + l) + noise * normal(rng) - 0.5 * noise * noise)
+    log_level = prm.volume_vol_elasticity * (s + l) + noise * normal(rng) - 0.5 * noise * noise
+    return prm.mean_daily_volume * math.exp(log_level)
 
 
 @njit(cache=True)
@@ -324,7 +328,8 @@ def step_minute(state, j, onset, sigma, drift, volume_level, regime, prm, tab, r
             phase = RUNUP
     elif phase == RUNUP:
         stretch = (log_open - log_vwap) / unit
-        logit = prm.reversal_logit + prm.reversal_stretch * stretch + prm.reversal_surge * math.log(state[SURGE]) + regime
+        surge = math.log(state[SURGE])
+        logit = prm.reversal_logit + prm.reversal_stretch * stretch + prm.reversal_surge * surge + regime
         reverse = 1.0 / (1.0 + math.exp(-logit))
         u = uniform(rng)
         if u < reverse:
@@ -484,9 +489,17 @@ def session_close(log_prev_close, s, l, iv_prev, drawdown_prev, prm, tab, state,
 
 
 @njit(cache=True, parallel=True)
-def expected_gap_paths(starts, seeds, log_close, short_log_vol, long_log_vol, iv, drawdown, history_peak, horizon, n_paths, annualization, prm, tab):
-    """Monte Carlo mean and standard error of yA for each start day. ``history_peak``: ``(T, horizon)``,
-    the max log close over the part of day t+k's drawdown window that lies at or before t."""
+def expected_gap_paths(
+    starts, seeds, log_close, short_log_vol, long_log_vol, iv, drawdown, history_peak,
+    horizon, n_paths, annualization, prm, tab,
+):
+    """Monte Carlo mean and standard error of yA (vol points) for each start day ``t = starts[i]``.
+
+    ``starts, seeds``: ``(T,)`` start days and their stream seeds; ``log_close, short_log_vol,
+    long_log_vol, iv, drawdown``: ``(N,)`` per session (the state at the close of t is
+    ``short_log_vol[t+1], long_log_vol[t+1]``); ``history_peak``: ``(T, horizon)``, the max log close over
+    the part of day t+k+1's drawdown window that lies at or before t (-inf where none). Returns two ``(T,)``.
+    """
     count = starts.shape[0]
     mean = np.empty(count)
     stderr = np.empty(count)
@@ -521,8 +534,14 @@ def expected_gap_paths(starts, seeds, log_close, short_log_vol, long_log_vol, iv
 
 
 @njit(cache=True, parallel=True)
-def downside_first_paths(minute_state, log_down, log_up, horizon, n_paths, seed, sigma, drift, volume_level, regime, prm, tab):
-    """P(yB = 1) for every minute of one session; NaN where ``log_down`` is NaN (no label)."""
+def downside_first_paths(
+    minute_state, log_down, log_up, horizon, n_paths, seed, sigma, drift, volume_level, regime, prm, tab
+):
+    """P(yB = 1) for every minute m of one session; ``(M,)``, NaN where ``log_down[m]`` is NaN (no label).
+
+    ``minute_state``: ``(M, N_STATE)`` the session's stored states; ``log_down, log_up``: ``(M,)`` log
+    barriers ``log(close_m -/+ k ATR_m)``; ``horizon``: H minutes; the day's inputs as in the generator.
+    """
     minutes = minute_state.shape[0]
     proba = np.full(minutes, np.nan)
     for m in prange(minutes):
@@ -536,7 +555,8 @@ def downside_first_paths(minute_state, log_down, log_up, horizon, n_paths, seed,
             state[:] = minute_state[m]
             onset = draw_onset(m, uniform(rng), tab.onset_cdf) if state[PHASE] == QUIET else minutes
             for j in range(m + 1, m + horizon + 1):
-                _, log_high, log_low, _, _, _, _ = step_minute(state, j, onset, sigma, drift, volume_level, regime, prm, tab, rng)
+                bar = step_minute(state, j, onset, sigma, drift, volume_level, regime, prm, tab, rng)
+                log_high, log_low = bar[1], bar[2]
                 down = log_low <= log_down[m]
                 if down or log_high >= log_up[m]:
                     if down and log_high < log_up[m]:
