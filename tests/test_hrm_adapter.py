@@ -197,7 +197,8 @@ def test_batched_intraday_probabilities_equal_the_per_day_method(fitted, market)
     half = fitted.predict_intraday_proba_for_day(X_intraday, "2024-03-05", X_daily)
     assert half.size == session_rows(X_intraday, "2024-03-05").size == 18
     # a tz-aware timestamp of the day names the same session
-    aware = fitted.predict_intraday_proba_for_day(X_intraday, pd.Timestamp("2024-03-05 12:00", tz="America/New_York"), X_daily)
+    noon = pd.Timestamp("2024-03-05 12:00", tz="America/New_York")
+    aware = fitted.predict_intraday_proba_for_day(X_intraday, noon, X_daily)
     pd.testing.assert_series_equal(aware, half)
 
 
@@ -224,7 +225,8 @@ def test_minute_probability_at_m_ignores_later_minutes(fitted, market):
     perturbed = X_intraday.copy()
     columns = list(INTRADAY_MODEL_COLUMNS)
     rng = np.random.default_rng(5)
-    perturbed.iloc[rows[cut:], [perturbed.columns.get_loc(c) for c in columns]] = rng.normal(0, 3, (rows.size - cut, len(columns)))
+    positions = [perturbed.columns.get_loc(c) for c in columns]
+    perturbed.iloc[rows[cut:], positions] = rng.normal(0, 3, (rows.size - cut, len(columns)))
     before = fitted.predict_intraday_proba_for_day(X_intraday, day, X_daily)
     after = fitted.predict_intraday_proba_for_day(perturbed, day, X_daily)
     np.testing.assert_array_equal(before.iloc[:cut].to_numpy(), after.iloc[:cut].to_numpy())
@@ -334,7 +336,8 @@ def test_bad_prediction_inputs_raise_clear_errors(fitted, market, tmp_path):
         fitted.predict_daily(X_daily.iloc[:5])
     with pytest.raises(ValueError, match="X_intraday: no minutes for session 2024-03-16"):
         fitted.predict_intraday_proba_for_day(X_intraday, "2024-03-16", X_daily)
-    with pytest.raises(ValueError, match=r"X_daily: 5 rows before session 2024-03-12 \(expected at least hrm.daily_window=8"):
+    short_history = r"X_daily: 5 rows before session 2024-03-12 \(expected at least hrm.daily_window=8"
+    with pytest.raises(ValueError, match=short_history):
         fitted.predict_intraday_proba_for_day(X_intraday, "2024-03-12", X_daily.loc["2024-03-05":])
     with pytest.raises(ValueError, match="X_intraday: missing feature column 'rel_volume'"):
         fitted.predict_intraday_proba(X_intraday.drop(columns="rel_volume"), X_daily)
@@ -361,8 +364,10 @@ def test_bad_fit_inputs_raise_clear_errors(market, tmp_path):
         model.fit(X_daily, X_intraday, yA, yB.drop(X_intraday.index[:5]), train, val)
     with pytest.raises(ValueError, match="none of the 3 train dates has hrm.daily_window=8 rows of history"):
         model.fit(X_daily, X_intraday, yA, yB, train[:3], val)
-    long_day = HRMAdapter(dataclasses.replace(tiny_config(), hrm=dataclasses.replace(tiny_config().hrm, minutes_per_day=30)), tmp_path)
-    with pytest.raises(ValueError, match=r"X_intraday: session 2024-02-21 has 3\d minutes \(expected at most hrm.minutes_per_day=30\)"):
+    cfg = tiny_config()
+    long_day = HRMAdapter(dataclasses.replace(cfg, hrm=dataclasses.replace(cfg.hrm, minutes_per_day=30)), tmp_path)
+    too_long = r"X_intraday: session 2024-02-21 has 3\d minutes \(expected at most hrm.minutes_per_day=30\)"
+    with pytest.raises(ValueError, match=too_long):
         long_day.fit(X_daily, X_intraday, yA, yB, train, val)
     assert not hasattr(model, "trainer_")
 

@@ -216,14 +216,14 @@ def _run_models(data: Dataset, folds: list[Fold], cfg: LabConfig, out_dir: Path)
                 table_a["sigma_hrm"] = pred["sigma"].to_numpy()
                 if "train_mean" not in table_a:
                     table_a["train_mean"] = hrm.train_mean_
-            steps.append(np.asarray(hrm.last_steps_))
+                steps.append(hrm.last_steps_.reindex(test).to_numpy())
             if table_b is not None:
                 proba = hrm.predict_intraday_proba(X_test_minutes, data.X_daily).reindex(test_minutes)
                 if proba.isna().any():
                     raise ValueError(f"hrm: no probability for test minute {proba.index[proba.isna()][0]}")
                 trade_b["hrm"] = proba.to_numpy()
                 table_b["proba_hrm"] = proba.loc[labelled].to_numpy()
-                steps.append(np.asarray(hrm.last_steps_))
+                steps.append(hrm.last_steps_.to_numpy())  # one entry per test session
         if table_a is not None:
             rows_a.append(table_a)
         if table_b is not None:
@@ -354,6 +354,16 @@ def run(cfg: LabConfig, out_dir: Path, preset: str = "", n_trials: int = 1) -> R
     if models_b:
         forecast_metrics["B"] = _forecast_metrics(forecasts_b, models_b, "B")
         winners["forecast_B"] = _winners({m: s["all"] for m, s in forecast_metrics["B"].items()}, FORECAST_WINNER_METRICS["B"])
+        # The meta-label only matters where the setup fires: score the models on those minutes too.
+        on_setup = forecasts_b[forecasts_b["setup_signal"]]
+        if on_setup["y_true"].nunique() == 2 and all(on_setup.groupby("fold")["y_true"].nunique() == 2):
+            models = [m for m in models_b if m != "rule"]  # the rule's probability is constant on setup minutes
+            forecast_metrics["B_setup"] = _forecast_metrics(on_setup, models, "B")
+            winners["forecast_B_setup"] = _winners(
+                {m: s["all"] for m, s in forecast_metrics["B_setup"].items()}, FORECAST_WINNER_METRICS["B"]
+            )
+        else:
+            log.warning("Book B: too few labelled setup minutes with both outcomes to score the meta-label on them")
     for key, book in (("trading_A", book_a), ("trading_B", book_b)):
         if book.metrics:
             winners[key] = _winners(book.metrics, TRADING_WINNER_METRICS)

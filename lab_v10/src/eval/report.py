@@ -45,6 +45,8 @@ from lab_v10.src.eval.metrics import calibration_table
 from lab_v10.src.eval.results import BookRun, RunResult
 
 BOOK_TITLES = {"A": "Book A (daily straddles)", "B": "Book B (intraday shorts)", "portfolio": "Portfolio"}
+FORECAST_TITLES = {"A": BOOK_TITLES["A"], "B": "Book B, all labelled minutes",
+                   "B_setup": "Book B, setup minutes only (the meta-label's decisions)"}
 HEADLINE_FORECAST = {"A": "r2_oos", "B": "auc"}  # the forecast metric of each book shown in the console
 METRIC_LABELS = {
     "r2_oos": "R² (OOS)",
@@ -115,7 +117,7 @@ def write_report(result: RunResult, out_dir: Path) -> dict[str, Path]:
         written[name] = write_bytes_atomic(data, out_dir / name)
 
     put("folds.csv", _csv(pd.DataFrame([_flat_fold(fold) for fold in result.folds])))
-    for book in ("A", "B"):
+    for book in ("A", "B", *(k for k in result.forecast_metrics if k not in ("A", "B"))):
         put(f"forecast_metrics_{book}.csv", _csv(_forecast_metrics_frame(result.forecast_metrics.get(book, {}))))
     put("trading_metrics.csv", _csv(_trading_metrics_frame(result)))
     for name, trades in _trade_tables(result).items():
@@ -381,11 +383,12 @@ def _html_page(result: RunResult, figures: list[Plot]) -> str:
         _html_table(["Step", "Seconds"], [[k, _fmt(v, "ratio")] for k, v in result.timings.items()]),
         "<h2>Forecast metrics (all test rows pooled)</h2>",
     ]
-    for book in ("A", "B"):
-        body.append(f"<h3>{html.escape(BOOK_TITLES[book])}</h3>")
+    for book in ("A", "B", *(k for k in result.forecast_metrics if k not in ("A", "B"))):
+        title = FORECAST_TITLES.get(book, book)
+        body.append(f"<h3>{html.escape(title)}</h3>")
         by_model = result.forecast_metrics.get(book, {})
         if not by_model:
-            body.append(f'<p class="note">{html.escape(BOOK_TITLES[book])}: no forecast metrics in this run.</p>')
+            body.append(f'<p class="note">{html.escape(title)}: no forecast metrics in this run.</p>')
             continue
         keys = list(dict.fromkeys(k for folds_ in by_model.values() for k in folds_.get("all", {})))
         rows = [

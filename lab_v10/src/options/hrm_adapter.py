@@ -286,9 +286,8 @@ class HRMAdapter:
         return _tensors(x_daily, tokens, (y_a - self.y_mean_) / self.y_std_)
 
     def _trainer(self, net: HRMNet) -> HRMTrainer:
-        return HRMTrainer(
-            net, self.hrm_config_, self.config.train, self.out_dir, seed=self.config.seed, device=self.config.train.device
-        )
+        cfg = self.config
+        return HRMTrainer(net, self.hrm_config_, cfg.train, self.out_dir, seed=cfg.seed, device=cfg.train.device)
 
     # ------------------------------------------------------------------------------------------
     # Predict

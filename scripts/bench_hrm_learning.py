@@ -1,0 +1,244 @@
+"""Does the HRM learn? Out-of-sample scores of the HRM against baselines and the oracle on the synthetic market.
+
+    python scripts/bench_hrm_learning.py [--config config/small.yaml] [--seed 0] [--quick]
+        [--set train.epochs=8 --set hrm.l.d_model=32 ...] [--gap-paths 256] [--proba-paths 400] [--out FILE]
+
+One expanding split by date (the last fold of a purged walk-forward with ``n_folds = 1``: test = the last
+``walkforward.test_days`` sample dates, validation = the ``val_days`` before them, training = everything
+earlier, purged by the yA label span) on :func:`lab_v10.src.data.synthetic.generate_market`. The HRM
+(:class:`~lab_v10.src.options.hrm_adapter.HRMAdapter`, the config's preset) is fitted on the training dates
+and early-stopped on the validation dates; then, on the test block:
+
+- Book A (yA, vol points): out-of-sample R^2 against the training-mean forecast (``r2_oos``), RMSE and rank IC
+  of the HRM's mu, of the expanding mean (at each test date, the mean of every yA whose span ended by that
+  close) and of the oracle's ``expected_gap`` (the true conditional mean given the latent state: the
+  ceiling). The HRM's Gaussian NLL and 80% coverage are reported too.
+- Book B (yB): AUC, log loss, Brier and ECE on the labelled minutes of the sessions that follow the test
+  dates, for the HRM, the logistic regression on the same minute features (LogisticSetupModel, fitted on
+  the sessions that follow the training dates, C chosen on those after the validation dates) and the
+  oracle's ``downside_first_proba`` (Monte Carlo from the latent minute state: the ceiling), with the
+  constant training base rate for reference; the same scores on the minutes where the backside-short
+  setup fires (``setup_signal``; the minutes Book B trades) when both classes occur there.
+
+Prints one JSON document (also written to ``--out``; scripts/bench_common.py) with the machine and its load;
+progress goes to stderr. ``--set KEY=VALUE`` overrides a config key (dotted path, YAML value), e.g.
+``data.synthetic.n_days=1000``; the overrides used are part of the output. ``--quick`` is a smoke run
+(:data:`QUICK_OVERRIDES` before any ``--set``, and few oracle paths). The scoring does not depend on the
+overrides, and nothing is chosen on the test block.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from bench_common import bench_parser, json_settings, load_average, machine_info, write_json
+
+from lab_v10.src.baselines.linear import LogisticSetupModel
+from lab_v10.src.config import LabConfig, config_from_dict, config_to_dict, load_config
+from lab_v10.src.data.synthetic import generate_market
+from lab_v10.src.dataset.hrm_tokens import next_session, session_layout
+from lab_v10.src.errors import ConfigError
+from lab_v10.src.eval.metrics import classification_metrics, regression_metrics
+from lab_v10.src.eval.walkforward import walk_forward_folds
+from lab_v10.src.features.daily import build_daily_features
+from lab_v10.src.features.intraday import build_intraday_features
+from lab_v10.src.features.labels import make_labels
+from lab_v10.src.options.hrm_adapter import HRMAdapter
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK_OVERRIDES = [  # --quick: a smoke run of every step in about a minute
+    "data.synthetic.n_days=450", "walkforward.min_train_days=250", "walkforward.test_days=40", "train.epochs=1",
+    "hrm.daily_window=16", "hrm.max_segments=1", "hrm.h.n_layers=1", "hrm.l.n_layers=1", "train.autocast_bf16=false",
+]
+QUICK_ORACLE_PATHS = 20  # --quick: Monte Carlo paths of both oracle calls
+log = logging.getLogger("lab.bench")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = bench_parser(__doc__.splitlines()[0])
+    p.add_argument("--config", type=Path, default=REPO / "config" / "small.yaml", help="YAML config (the HRM preset)")
+    p.add_argument("--seed", type=int, help="market and model seed (default: the config's seed)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. train.epochs=8 or hrm.l.d_model=32 (repeatable)")
+    p.add_argument("--gap-paths", type=int, default=256, help="oracle Monte Carlo paths per date for expected_gap")
+    p.add_argument("--proba-paths", type=int, default=400,
+                   help="oracle Monte Carlo paths per minute for downside_first_proba (stderr <= 0.5/sqrt(n))")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--run-dir", type=Path, help="HRM checkpoints and logs (default: a temporary folder)")
+    return p.parse_args(argv)
+
+
+def apply_overrides(cfg: LabConfig, overrides: list[str]) -> LabConfig:
+    """``cfg`` with each ``dotted.key=yaml_value`` set, validated like a YAML file (ConfigError names the key)."""
+    data = config_to_dict(cfg)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=8")
+        node, parts = data, key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"--set {key}: {part!r} is not a config section")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(f"--set {key}: unknown key {parts[-1]!r} (expected one of: {', '.join(sorted(node))})")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return config_from_dict(data, "--set")
+
+
+def expanding_mean(y: pd.Series, span_end: pd.Series, at: pd.DatetimeIndex) -> np.ndarray:
+    """At each date of ``at``, the mean of the labels ``y`` whose ``span_end`` is on or before it (known at that
+    close); NaN where none is. ``y``, ``span_end``: one row per labelled date. -> ``(len(at),)``."""
+    order = np.argsort(span_end.to_numpy(), kind="stable")
+    ends = span_end.to_numpy()[order]
+    sums = np.r_[0.0, np.cumsum(y.to_numpy(dtype=float)[order])]
+    known = np.searchsorted(ends, at.to_numpy(), side="right")  # labels with span_end <= t
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(known > 0, sums[known] / np.maximum(known, 1), np.nan)
+
+
+def point_metrics(y: np.ndarray, mu: np.ndarray, train_mean: float) -> dict:
+    """r2_oos, rmse and rank_ic of a point forecast (regression_metrics without its sigma-based scores)."""
+    scores = regression_metrics(y, mu, np.ones_like(mu), train_mean)
+    return {k: scores[k] for k in ("r2_oos", "rmse", "rank_ic")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    machine = machine_info()
+    overrides = (QUICK_OVERRIDES if args.quick else []) + args.overrides
+    cfg = apply_overrides(load_config(args.config), overrides)
+    if args.seed is not None:
+        cfg = dataclasses.replace(cfg, seed=args.seed)
+    gap_paths, proba_paths = (QUICK_ORACLE_PATHS,) * 2 if args.quick else (args.gap_paths, args.proba_paths)
+    timing: dict[str, float] = {}
+
+    clock = time.perf_counter()
+    daily_bars, minute_bars, oracle = generate_market(
+        cfg.seed, cfg.data.synthetic.n_days, cfg.data.synthetic.minutes_per_day, cfg.data.synthetic.start
+    )
+    X_daily = build_daily_features(daily_bars, cfg.features)
+    X_intraday = build_intraday_features(minute_bars, cfg.features)
+    labels = make_labels(daily_bars, minute_bars, X_intraday["atr"], cfg.labels)
+    yA, yB = labels.daily["yA"], labels.intraday["yB"]
+    timing["data_s"] = time.perf_counter() - clock
+
+    labelled = labels.daily.loc[X_daily.index].dropna(subset=["yA"])  # the sample dates: features and a label
+    wf = dataclasses.replace(cfg.walkforward, scheme="expanding", n_folds=1)
+    (fold,) = walk_forward_folds(labelled.index, pd.DatetimeIndex(labelled["span_end"]), wf)
+    train, val, test = (labelled.index[i] for i in (fold.train_idx, fold.val_idx, fold.test_idx))
+    log.info("%s", fold.describe())
+
+    sessions = session_layout(pd.DatetimeIndex(X_intraday["session"]))
+    pair = pd.Series(next_session(X_daily.index.as_unit("ns").to_numpy(), sessions.dates), index=X_daily.index)
+    session_dates = pd.DatetimeIndex(sessions.dates)
+
+    def sessions_after(dates: pd.DatetimeIndex) -> pd.DatetimeIndex:
+        s = pair.loc[dates].to_numpy()
+        return session_dates[s[s >= 0]]
+
+    test_minutes = X_intraday.loc[X_intraday["session"].isin(sessions_after(test)).to_numpy()]
+    scored = test_minutes.index[yB.reindex(test_minutes.index).notna().to_numpy()]  # labelled test minutes
+
+    # HRM
+    run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="bench_hrm_"))
+    clock = time.perf_counter()
+    hrm = HRMAdapter(cfg, run_dir).fit(X_daily, X_intraday, yA, yB, train, val)
+    timing["hrm_fit_s"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    hrm_daily = hrm.predict_daily(X_daily.loc[: test[-1]]).reindex(test)
+    daily_steps = hrm.last_steps_.reindex(test)
+    hrm_proba = hrm.predict_intraday_proba(test_minutes, X_daily)
+    minute_steps = hrm.last_steps_
+    timing["hrm_predict_s"] = time.perf_counter() - clock
+
+    # baselines
+    clock = time.perf_counter()
+    logistic = LogisticSetupModel(cfg.baselines).fit(X_intraday, yB, sessions_after(train), sessions_after(val))
+    logistic_proba = logistic.predict_intraday_proba(test_minutes)
+    timing["logistic_s"] = time.perf_counter() - clock
+    train_mean = float(yA.loc[train].mean())
+    known_mean = expanding_mean(labelled["yA"], labelled["span_end"], test)
+
+    # oracle
+    clock = time.perf_counter()
+    gap = oracle.expected_gap(cfg.labels.horizon_days, gap_paths, cfg.labels.annualization_days).reindex(test)
+    timing["oracle_gap_s"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    atr = X_intraday["atr"]
+    oracle_proba = pd.concat([
+        oracle.downside_first_proba(
+            day, atr.loc[test_minutes.index[test_minutes["session"] == day]].to_numpy(), cfg.labels.horizon_minutes,
+            cfg.labels.k_down, cfg.labels.k_up, proba_paths,
+        )
+        for day in sessions_after(test)
+    ])
+    timing["oracle_proba_s"] = time.perf_counter() - clock
+
+    y_a = yA.loc[test].to_numpy(dtype=float)
+    hrm_scores = regression_metrics(y_a, hrm_daily["mu"], hrm_daily["sigma"], train_mean)
+    y_b = yB.loc[scored].to_numpy(dtype=float)
+    train_minutes = X_intraday.index[X_intraday["session"].isin(sessions_after(train)).to_numpy()]
+    base_rate = float(yB.reindex(train_minutes).mean())  # NaN labels skipped
+    setup = X_intraday.loc[scored, "setup_signal"].to_numpy() == 1.0  # minutes where the backside setup fires
+    forecasts_b = {"hrm": hrm_proba, "logistic": logistic_proba, "oracle": oracle_proba}
+    setup_scores: dict = {"n": int(setup.sum())}
+    if np.unique(y_b[setup]).size == 2:  # AUC needs both classes
+        setup_scores |= {name: classification_metrics(y_b[setup], p.loc[scored].to_numpy()[setup])
+                         for name, p in forecasts_b.items()}
+    result = {
+        "settings": json_settings(args),
+        "machine": machine,
+        "config": {
+            "overrides": overrides, "seed": cfg.seed, "synthetic": config_to_dict(cfg.data.synthetic),
+            "hrm": config_to_dict(hrm.hrm_config_), "train": config_to_dict(cfg.train),
+            "walkforward": config_to_dict(wf), "labels": config_to_dict(cfg.labels),
+            "oracle_gap_paths": gap_paths, "oracle_proba_paths": proba_paths,
+        },
+        "split": {
+            "train": [str(train[0].date()), str(train[-1].date()), int(train.size)],
+            "val": [str(val[0].date()), str(val[-1].date()), int(val.size)],
+            "test": [str(test[0].date()), str(test[-1].date()), int(test.size)],
+            "purged_train": fold.purged_train, "purged_val": fold.purged_val,
+            "test_minutes_scored": int(scored.size),
+        },
+        "yA": {
+            "train_mean": train_mean,
+            "hrm": {k: hrm_scores[k] for k in ("r2_oos", "rmse", "rank_ic", "gaussian_nll", "coverage_80")},
+            "expanding_mean": point_metrics(y_a, known_mean, train_mean),
+            "oracle_expected_gap": point_metrics(y_a, gap.to_numpy(dtype=float), train_mean),
+        },
+        "yB": {
+            **{name: classification_metrics(y_b, p.loc[scored]) for name, p in forecasts_b.items()},
+            "training_base_rate": classification_metrics(y_b, np.full(y_b.shape, base_rate)),
+            "logistic_C": logistic.C_,
+            "setup_minutes": setup_scores,
+        },
+        "hrm_training": {
+            "best_epoch": hrm.summary_.best_epoch, "epochs_run": hrm.summary_.epochs_run,
+            "best_val_loss": hrm.summary_.best_val_loss, "optimizer_steps": hrm.summary_.steps,
+            "parameters": hrm.trainer_.net.param_counts()["total"],
+            "test_segments_daily": {int(k): int(v) for k, v in daily_steps.value_counts().sort_index().items()},
+            "test_segments_minutes": {int(k): int(v) for k, v in minute_steps.value_counts().sort_index().items()},
+            "log": str(hrm.summary_.log_path),
+        },
+        "timing_s": timing,
+        "load_average_end": load_average(),
+    }
+    write_json(result, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
