@@ -203,14 +203,11 @@ class HRMNet(nn.Module):
         return self.l_module(self.film(z_l + x_l, h), position_ids)
 
     def readout(self, z_h: torch.Tensor, z_l: torch.Tensor) -> HRMSegmentOutput:
-        """Heads on the final states of a segment, computed in fp32 even under bf16/fp16 autocast."""
+        """Heads on the final states of a segment (fp32 outputs; see :meth:`_head`)."""
         h = self.summary(z_h)  # (B, d_H)
-        z_l = self.norm_l(z_l)  # (B, T_L, d_L)
-        with torch.autocast(h.device.type, enabled=False):
-            h, z_l = h.float(), z_l.float()
-            mu, log_var = self.head_a(h).unbind(-1)  # (B,), (B,)
-            logits_b = self.head_b(z_l).squeeze(-1)  # (B, T_L)
-            q_halt, q_continue = self.q_head(h).unbind(-1)  # (B,), (B,)
+        mu, log_var = self._head(self.head_a, h).unbind(-1)  # (B,), (B,)
+        logits_b = self._head(self.head_b, self.norm_l(z_l)).squeeze(-1)  # (B, T_L)
+        q_halt, q_continue = self.q_values(z_h)  # (B,), (B,)
         return HRMSegmentOutput(mu, log_var, logits_b, q_halt, q_continue)
 
     def h_summaries(self, z_h: torch.Tensor, x_h: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -230,8 +227,21 @@ class HRMNet(nn.Module):
         A cheap, exact bootstrap for the Q-learning target of the previous segment (run it under no_grad).
         """
         _, z_h = self.h_summaries(carry.z_H, self.daily_proj(x_daily))
-        q_halt, q_continue = self.q_head(self.summary(z_h)).float().unbind(-1)
-        return q_halt, q_continue
+        return self.q_values(z_h)
+
+    def q_values(self, z_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(q_halt, q_continue) (B,) fp32 from the final H state of a segment (the only input of the Q head)."""
+        return self._head(self.q_head, self.summary(z_h)).unbind(-1)
+
+    @staticmethod
+    def _head(head: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        """``head(x)`` in the head's own weight dtype with autocast off, returned as fp32.
+
+        Under bf16 autocast with fp32 master weights the heads therefore run in full fp32 precision; a net
+        cast to bf16 as a whole runs them in bf16.
+        """
+        with torch.autocast(x.device.type, enabled=False):
+            return head(x.to(head.weight.dtype)).float()
 
     # ------------------------------------------------------------------------------------------
     # One segment

@@ -1,0 +1,172 @@
+"""HRMStreamer: minute-by-minute probabilities equal the full ACT forward, halting known at the open."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from lab_v10.src.config import HRMConfig, ModuleConfig
+from lab_v10.src.options.act_halting import act_rollout
+from lab_v10.src.options.hrm_net import HRMNet
+from lab_v10.src.options.hrm_stream import HRMStreamer
+
+CFG = HRMConfig(
+    h=ModuleConfig(n_layers=2, d_model=32, n_heads=4, ffn_dim=48),
+    l=ModuleConfig(n_layers=2, d_model=48, n_heads=4, ffn_dim=40),
+    daily_features=5,
+    minute_features=3,
+    daily_window=12,
+    minutes_per_day=20,
+    H_cycles=2,
+    L_cycles=2,
+    max_segments=4,
+)
+BATCH = 6
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def build(seed: int = 1, trained: bool = True, cfg: HRMConfig = CFG, device: str = "cpu") -> HRMNet:
+    """A net with random weights; ``trained`` makes the zero-initialised FiLM and Q-head weights non-zero, so
+    FiLM conditions the minutes and the halting rule stops symbols after different numbers of segments."""
+    torch.manual_seed(seed)
+    net = HRMNet(cfg)
+    if trained:
+        with torch.no_grad():
+            for w in (net.film.gamma.weight, net.film.beta.weight, net.q_head.weight):
+                w.normal_(0.0, 0.05)
+    return net.to(device)
+
+
+def day_inputs(seed: int, t_h: int = 12, t_l: int = 20, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """x_daily (B, T_H, F_d), x_minute (B, T_L, F_m) of one day for BATCH symbols."""
+    g = torch.Generator().manual_seed(seed)
+    x_daily = torch.randn(BATCH, t_h, CFG.daily_features, generator=g)
+    x_minute = torch.randn(BATCH, t_l, CFG.minute_features, generator=g)
+    return x_daily.to(device), x_minute.to(device)
+
+
+def full_forward(net: HRMNet, x_daily: torch.Tensor, x_minute: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference: act_rollout over the whole day -> (probabilities (B, T_L), steps (B,))."""
+    with torch.no_grad():
+        rollout = act_rollout(net, x_daily, x_minute)
+    return torch.sigmoid(rollout.output.logits_b), rollout.steps
+
+
+def stream_minutes(streamer: HRMStreamer, x_minute: torch.Tensor) -> torch.Tensor:
+    """step() once per minute: x_minute (B, T_L, F_m) -> (B, T_L)."""
+    return torch.stack([streamer.step(x_minute[:, m]) for m in range(x_minute.shape[1])], dim=1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("trained", [False, True], ids=["as-initialised", "film-and-q-nonzero"])
+def test_streamed_minutes_equal_the_full_forward_over_several_days(trained, device):
+    net = build(trained=trained, device=device)
+    streamer = HRMStreamer(net, BATCH, CFG.minutes_per_day, device, torch.float32)
+    seen_steps = set()
+    for day in range(3):
+        x_daily, x_minute = day_inputs(seed=10 + day, t_h=12 - day, device=device)  # windows may be short
+        expected, expected_steps = full_forward(net, x_daily, x_minute)
+        steps = streamer.start_day(x_daily)  # the halting rule, decided before any minute is seen
+        assert torch.equal(steps, expected_steps)
+        probabilities = stream_minutes(streamer, x_minute)
+        assert probabilities.dtype == torch.float32 and probabilities.shape == (BATCH, CFG.minutes_per_day)
+        assert (probabilities - expected).abs().max().item() <= 1e-5
+        seen_steps.update(steps.tolist())
+    if trained:  # symbols of one day stop after different numbers of segments, so every path is covered
+        assert len(seen_steps) >= 3
+    else:  # q_halt == q_continue as initialised, and a tie continues
+        assert seen_steps == {CFG.max_segments}
+
+
+def test_symbols_of_one_batch_halt_after_different_segments():
+    net = build(seed=1)
+    x_daily, x_minute = day_inputs(seed=1)
+    streamer = HRMStreamer(net, BATCH, CFG.minutes_per_day, "cpu")
+    steps = streamer.start_day(x_daily)
+    assert len(set(steps.tolist())) >= 3, steps
+    expected, _ = full_forward(net, x_daily, x_minute)
+    assert (stream_minutes(streamer, x_minute) - expected).abs().max().item() <= 1e-5
+
+
+def test_minutes_never_change_the_halting_decision():
+    """The Q-head reads only the H summary: start_day sees no minute, and act_rollout agrees whatever they are."""
+    net = build(seed=1)
+    x_daily, x_minute = day_inputs(seed=1)
+    _, steps = full_forward(net, x_daily, x_minute)
+    _, steps_other_minutes = full_forward(net, x_daily, 5.0 * torch.randn_like(x_minute))
+    assert torch.equal(steps, steps_other_minutes)
+    assert torch.equal(HRMStreamer(net, BATCH, CFG.minutes_per_day, "cpu").start_day(x_daily), steps)
+
+
+def test_advance_in_chunks_equals_the_full_forward():
+    net = build(seed=2)
+    x_daily, x_minute = day_inputs(seed=3)
+    expected, _ = full_forward(net, x_daily, x_minute)
+    streamer = HRMStreamer(net, BATCH, CFG.minutes_per_day, "cpu")
+    streamer.start_day(x_daily)
+    chunks = [
+        streamer.advance(x_minute[:, :7]),
+        streamer.step(x_minute[:, 7])[:, None],
+        streamer.advance(x_minute[:, 8:]),
+    ]
+    assert streamer.position == CFG.minutes_per_day
+    assert (torch.cat(chunks, dim=1) - expected).abs().max().item() <= 1e-5
+
+
+def test_a_day_with_more_segments_grows_the_cache_and_max_halting_runs_every_segment():
+    net = build(seed=1)
+    streamer = HRMStreamer(net, BATCH, CFG.minutes_per_day, "cpu")
+    assert streamer.cache_rows == BATCH
+    x_daily, x_minute = day_inputs(seed=1)
+    learned_steps = streamer.start_day(x_daily)
+    assert streamer.cache_rows == int(learned_steps.sum()) < BATCH * CFG.max_segments
+    stream_minutes(streamer, x_minute)
+
+    net.cfg = dataclasses.replace(net.cfg, eval_halting="max")
+    x_daily, x_minute = day_inputs(seed=4)
+    expected, _ = full_forward(net, x_daily, x_minute)
+    assert torch.equal(streamer.start_day(x_daily), torch.full((BATCH,), CFG.max_segments))
+    assert streamer.cache_rows == BATCH * CFG.max_segments
+    assert (stream_minutes(streamer, x_minute) - expected).abs().max().item() <= 1e-5
+
+
+def test_a_short_day_streams_a_prefix_of_the_full_forward():
+    net = build(seed=3)
+    x_daily, x_minute = day_inputs(seed=5)
+    expected, _ = full_forward(net, x_daily, x_minute)
+    streamer = HRMStreamer(net, BATCH, max_minutes=9, device="cpu")
+    streamer.start_day(x_daily)
+    assert (stream_minutes(streamer, x_minute[:, :9]) - expected[:, :9]).abs().max().item() <= 1e-5
+    with pytest.raises(ValueError, match="exceed max_minutes=9"):
+        streamer.step(x_minute[:, 9])
+
+
+def test_bf16_stream_tracks_the_fp32_forward_within_bf16_rounding():
+    cfg = dataclasses.replace(CFG, max_segments=2, eval_halting="max")
+    net = build(seed=1, cfg=cfg)
+    x_daily, x_minute = day_inputs(seed=6)
+    expected, _ = full_forward(net, x_daily, x_minute)
+    streamer = HRMStreamer(net.to(torch.bfloat16), BATCH, CFG.minutes_per_day, "cpu", torch.bfloat16)
+    streamer.start_day(x_daily)
+    error = (stream_minutes(streamer, x_minute) - expected).abs()
+    assert error.max().item() <= 0.1 and error.mean().item() <= 0.02
+
+
+def test_misuse_is_rejected_with_the_expected_shape_or_order():
+    net = build()
+    x_daily, x_minute = day_inputs(seed=0)
+    with pytest.raises(ValueError, match=r"max_minutes: expected 1\.\.20"):
+        HRMStreamer(net, BATCH, 21, "cpu")
+    with pytest.raises(ValueError, match=r"net: parameters are torch.float32 on cpu, expected torch.bfloat16"):
+        HRMStreamer(net, BATCH, 20, "cpu", torch.bfloat16)
+    streamer = HRMStreamer(net, BATCH, 20, "cpu")
+    with pytest.raises(RuntimeError, match="call start_day"):
+        streamer.step(x_minute[:, 0])
+    with pytest.raises(ValueError, match=r"x_daily: expected shape \(6, any, 5\)"):
+        streamer.start_day(x_daily[:4])
+    with pytest.raises(ValueError, match=r"expected 1\.\.12 daily rows"):
+        streamer.start_day(torch.randn(BATCH, 13, 5))
+    streamer.start_day(x_daily)
+    with pytest.raises(ValueError, match=r"x_minute: expected shape \(6, 3\)"):
+        streamer.step(x_minute[:, :2])
