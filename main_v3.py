@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from lab_v10.src.cli import add_data_flags, apply_data_flags
 from lab_v10.src.config import LabConfig, load_config, validate_config
 from lab_v10.src.errors import ConfigError, LabError
 
@@ -29,21 +30,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="HRM dual-book lab: walk-forward, after costs, against baselines.")
     p.add_argument("--config", type=Path, help="YAML config (default: config/default_hrm27m.yaml with CUDA, "
                    "else config/small.yaml)")
-    p.add_argument("--data", choices=["synthetic", "arch", "files"],
-                   help="data source (default: the config's; 'files' is implied by --daily/--minutes)")
-    p.add_argument("--daily", type=Path, help="daily bars CSV/Parquet: date,open,high,low,close[,volume][,iv]")
-    p.add_argument("--iv", type=Path, help="implied vol: Cboe VIX_History.csv layout or date,iv (vol points)")
-    p.add_argument("--minutes", type=Path, help="minute bars CSV/Parquet: timestamp,open,high,low,close,volume")
-    p.add_argument("--minutes-tz", help="time zone of naive minute timestamps, e.g. UTC (default: exchange time)")
-    p.add_argument("--tz", help="exchange time zone (default America/New_York)")
-    p.add_argument("--calendar", help="exchange calendar code for sessions (default XNYS)")
-    p.add_argument("--fill-missing-minutes", action="store_true",
-                   help="forward-fill missing regular-session minutes (reported); default: report only")
-    p.add_argument("--n-days", type=int, help="synthetic market length in trading days")
+    add_data_flags(p)
     p.add_argument("--models", help="comma-separated: hrm,har,linear,lgbm,logistic,rule")
     p.add_argument("--out", type=Path, help="report folder (default reports/<timestamp>)")
     p.add_argument("--seed", type=int, help="seed for data, models and training (default: the config's)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="HRM device (default: the config's, auto)")
     p.add_argument("--n-trials", type=int, default=1,
                    help="configurations tried before this run (e.g. an Optuna sweep), for the deflated Sharpe")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -63,31 +53,14 @@ def select_config(path: Path | None, cuda_available: bool) -> tuple[LabConfig, s
 
 
 def apply_flags(cfg: LabConfig, args: argparse.Namespace) -> LabConfig:
-    """Overlay command-line flags on the config and re-validate it."""
-    data = cfg.data
-    source = args.data or ("files" if (args.daily or args.minutes or args.iv) else data.source)
-    if source != "files" and (args.daily or args.minutes or args.iv):
-        raise ConfigError(f"--data {source} cannot be combined with --daily/--iv/--minutes (those imply --data files)")
-    data = dataclasses.replace(
-        data,
-        source=source,
-        daily=str(args.daily) if args.daily else data.daily,
-        iv=str(args.iv) if args.iv else data.iv,
-        minutes=str(args.minutes) if args.minutes else data.minutes,
-        minutes_source_tz=args.minutes_tz or data.minutes_source_tz,
-        tz=args.tz or data.tz,
-        calendar=args.calendar or data.calendar,
-        fill_missing_minutes=args.fill_missing_minutes or data.fill_missing_minutes,
-        synthetic=dataclasses.replace(data.synthetic, n_days=args.n_days) if args.n_days else data.synthetic,
-    )
-    changes: dict = {"data": data}
+    """Overlay the command-line flags on the config and re-validate it."""
+    cfg = apply_data_flags(cfg, args)
+    changes: dict = {}
     if args.models:
         changes["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.seed is not None:
         changes["seed"] = args.seed
-    if args.device:
-        changes["train"] = dataclasses.replace(cfg.train, device=args.device)
-    return validate_config(dataclasses.replace(cfg, **changes), "command line")
+    return validate_config(dataclasses.replace(cfg, **changes), "command line") if changes else cfg
 
 
 def main(argv: list[str] | None = None) -> int:

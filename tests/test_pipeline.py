@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import exchange_calendars
 import numpy as np
 import pandas as pd
 import pytest
@@ -114,3 +115,26 @@ def test_cli_rejects_conflicting_flags(repo_root, tmp_path):
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
     )
     assert proc.returncode == 2 and "cannot be combined" in proc.stderr
+
+
+def test_minutes_file_without_iv_runs_book_b_and_skips_book_a(tmp_path):
+    """A minute file alone (UTC timestamps, like the FXY sample): daily bars are aggregated, Book A is
+    skipped for lack of implied vol, and every Book B model — the HRM included — is trained and traded."""
+    from lab_v10.src.data.synthetic import generate_market
+
+    _, minutes, _ = generate_market(seed=5, n_days=160, start="2021-03-01")
+    frame = minutes.frame.copy()
+    frame.index = frame.index.tz_convert("UTC").tz_localize(None)
+    path = tmp_path / "minutes_utc.csv"
+    frame.rename_axis("timestamp").to_csv(path)
+    cfg = dict(TINY, data={"source": "files", "minutes": str(path), "minutes_source_tz": "UTC"},
+               walkforward={"n_folds": 2, "min_train_days": 60, "val_days": 20, "test_days": 20, "embargo_days": 1})
+    result = run(config_from_dict(cfg, "minutes-only"), tmp_path / "report", preset="minutes only")
+    assert result.book_a.skipped is not None and "implied vol" in result.book_a.skipped
+    assert result.forecasts_a.empty and "A" not in result.forecast_metrics
+    assert {"hrm", "logistic", "lgbm", "rule"} <= set(result.book_b.daily)
+    # Synthetic business days include exchange holidays; the XNYS calendar filter drops those minutes.
+    dates = minutes.session_dates
+    xnys = exchange_calendars.get_calendar("XNYS").sessions_in_range(dates[0], dates[-1])
+    assert result.data["has_iv"] is False and result.data["sessions"] == len(dates.intersection(xnys)) < 160
+    assert result.forecasts_b["proba_hrm"].between(0, 1).all()

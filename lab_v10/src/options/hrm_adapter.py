@@ -177,7 +177,7 @@ class HRMAdapter:
         self,
         X_daily: pd.DataFrame,
         X_intraday: pd.DataFrame | None,
-        yA: pd.Series,
+        yA: pd.Series | None,
         yB: pd.Series | None,
         train_idx: pd.DatetimeIndex,
         val_idx: pd.DatetimeIndex,
@@ -188,25 +188,37 @@ class HRMAdapter:
         first); dates with fewer than ``daily_window`` rows of history are dropped (logged). ``X_intraday``
         and ``yB`` are both given or both None (daily-only: Head B sees no minutes). With minutes, ``yB``
         needs a row for every minute of the paired sessions, the training minutes both classes and the
-        validation sessions some labelled minute. Returns ``self``.
+        validation sessions some labelled minute. ``yA=None`` (no implied vol, so no gap label) trains Head B
+        only: Head A's loss is masked, ``train_mean_`` is None and ``predict_daily`` is meaningless. Returns
+        ``self``.
         """
         self.__dict__.pop("trainer_", None)  # a fit that fails below leaves the adapter unfitted
         if (X_intraday is None) != (yB is None):
             raise ValueError("X_intraday, yB: expected both (minute features and their labels) or neither")
         columns = list(X_daily.columns) if isinstance(X_daily, pd.DataFrame) else []
         daily = daily_table(X_daily, columns)  # (n, F_d)
-        samples = daily_samples(X_daily, yA, train_idx, val_idx, columns, require_val=True)
+        has_gap_label = yA is not None
+        if not has_gap_label and X_intraday is None:
+            raise ValueError("yA, X_intraday: expected the gap labels, the minutes, or both (nothing to learn)")
+        # Without yA, a zero label series only lets daily_samples check the dates and features; the labels
+        # themselves are replaced by NaN below, which masks Head A's loss.
+        labels_a = yA if has_gap_label else pd.Series(0.0, index=X_daily.index)
+        samples = daily_samples(X_daily, labels_a, train_idx, val_idx, columns, require_val=True)
         train_pos, y_train = self._with_history(X_daily.index, samples.y_train, "train")
         val_pos, y_val = self._with_history(X_daily.index, samples.y_val, "validation")
 
         self.daily_columns_ = columns
         self.daily_scaler_ = StandardScaler().fit(daily[train_pos])
-        self.y_mean_, self.y_std_ = float(np.mean(y_train)), float(np.std(y_train))
-        if not self.y_std_ > 0:
-            raise ValueError(
-                f"yA: all {y_train.size} training labels equal {self.y_mean_} (expected a spread to standardize)"
-            )
-        self.train_mean_ = self.y_mean_
+        if has_gap_label:
+            self.y_mean_, self.y_std_ = float(np.mean(y_train)), float(np.std(y_train))
+            if not self.y_std_ > 0:
+                raise ValueError(
+                    f"yA: all {y_train.size} training labels equal {self.y_mean_} (expected a spread to standardize)"
+                )
+            self.train_mean_ = self.y_mean_
+        else:
+            y_train, y_val = np.full(y_train.shape, np.nan), np.full(y_val.shape, np.nan)
+            self.y_mean_, self.y_std_, self.train_mean_ = 0.0, 1.0, None
 
         minutes, labels = None, None
         train_sessions = np.full(train_pos.shape, -1)
