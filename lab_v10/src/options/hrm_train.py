@@ -53,7 +53,8 @@ states, step, epoch, early-stopping state, the metric history and both configs, 
 never with non-finite weights, and loads with ``weights_only=True``. ``train_log.csv`` (one row per epoch:
 losses per term, task weights, mean gradient norm, mean segments used, learning rate, validation losses)
 is rewritten from that history after every epoch; TensorBoard scalars go to ``out_dir/tensorboard`` when
-the ``tensorboard`` package is installed. ``fit(..., resume_from=last.pt)`` continues the run: on the same
+the ``tensorboard`` package is installed. Distributed training (hrm_ddp.py) writes all of these on rank 0
+only (``writes_files``). ``fit(..., resume_from=last.pt)`` continues the run: on the same
 machine it ends with exactly the weights of the uninterrupted run. The best checkpoint of the interrupted
 run is expected beside the resumed file (``best.pt`` in the same folder) and is copied into ``out_dir``.
 
@@ -102,7 +103,7 @@ from lab_v10.src.options.checkpoint import (
     rng_state,
     save_checkpoint,
 )
-from lab_v10.src.options.hrm_net import PARAM_GROUPS, HRMNet, HRMSegmentOutput
+from lab_v10.src.options.hrm_net import PARAM_GROUPS, HRMCarry, HRMNet, HRMSegmentOutput
 from lab_v10.src.options.loss_weighting import LossWeighting, make_loss_weighting
 
 TASKS = ("head_a_nll", "head_b_bce")  # the weighted tasks, in this order everywhere
@@ -343,6 +344,7 @@ class HRMTrainer:
         self.progress = _Progress()
         self._n_train = 0  # training samples of the fit (checked on resume)
         self._fitted = False
+        self.writes_files = True  # checkpoints, train_log.csv, TensorBoard (distributed: rank 0 only)
 
     # ------------------------------------------------------------------------------------------
     # Public API
@@ -375,7 +377,7 @@ class HRMTrainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if resume_from is not None:
             self._resume(Path(resume_from), len(train))
-        writer = _tensorboard_writer(self.out_dir / TENSORBOARD_DIR)
+        writer = _tensorboard_writer(self.out_dir / TENSORBOARD_DIR) if self.writes_files else None
         try:
             with deterministic_algorithms(cfg.deterministic, self.device):
                 for epoch in range(self.progress.epoch + 1, cfg.epochs + 1):
@@ -385,8 +387,7 @@ class HRMTrainer:
         finally:
             if writer is not None:
                 writer.close()
-        if self.best_checkpoint.is_file():
-            self.net.load_state_dict(load_checkpoint(self.best_checkpoint, self.device)["model"])
+        self._restore_best()
         return TrainSummary(
             best_epoch=self.progress.best_epoch,
             best_val_loss=self.progress.best_val_loss,
@@ -445,7 +446,34 @@ class HRMTrainer:
         )
 
     # ------------------------------------------------------------------------------------------
-    # Epochs and batches
+    # Epochs and batches. The hooks below (_epoch_batches, _segment_forward, _step_losses, _all_halted,
+    # _restore_best) are where distributed training (hrm_ddp.py) changes the single-process behaviour.
+
+    def _epoch_batches(self, n_train: int, epoch: int) -> list[Tensor]:
+        """Training row indices of each batch of ``epoch``: a shuffle from the trainer's generator, cut into
+        ``batch_size`` rows."""
+        return list(torch.randperm(n_train, generator=self.generator).split(self.train_cfg.batch_size))
+
+    def _segment_forward(self, carry: HRMCarry, batch: HRMTensors) -> tuple[HRMCarry, HRMSegmentOutput]:
+        """One training segment of the network (the module whose backward is taken)."""
+        return self.net(carry, batch.x_daily, batch.x_minute, batch.minute_mask)
+
+    def _step_losses(
+        self, sums: Tensor, counts: Tensor, q_loss: Tensor, active: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(task losses (K,), Q loss, tasks present (K,) bool) of one optimizer step from the batch's
+        per-task loss sums and labelled counts over the active samples (K,) and its Q loss (mean over the
+        ``active`` (B,) samples): each task loss is the mean over its labelled active samples."""
+        return sums / counts.clamp_min(1), q_loss, counts > 0
+
+    def _all_halted(self, halted: Tensor) -> bool:
+        """Whether every sample of the batch has halted (the batch's last segment)."""
+        return bool(halted.all())
+
+    def _restore_best(self) -> None:
+        """Load the weights of ``best.pt`` into the network (end of fit)."""
+        if self.best_checkpoint.is_file():
+            self.net.load_state_dict(load_checkpoint(self.best_checkpoint, self.device)["model"])
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.train_cfg.autocast_bf16)
@@ -483,6 +511,8 @@ class HRMTrainer:
             "best_epoch": p.best_epoch, "skipped_steps": p.skipped_steps, "seconds": time.perf_counter() - t0,
         }
         p.history.append(row)
+        if not self.writes_files:
+            return
         payload = self._checkpoint_payload()
         if improved:
             save_checkpoint(self.best_checkpoint, payload)
@@ -498,8 +528,7 @@ class HRMTrainer:
     def _train_epoch(self, train: HRMTensors, epoch: int) -> dict[str, float]:
         """One shuffled pass; returns the epoch's mean metrics (means over optimizer steps or batches)."""
         self.net.train()
-        order = torch.randperm(len(train), generator=self.generator)  # (N,)
-        batches = order.split(self.train_cfg.batch_size)
+        batches = self._epoch_batches(len(train), epoch)
         totals: dict[str, float] = {}
         n_steps = n_batches = 0
         bar = tqdm(batches, desc=f"epoch {epoch}/{self.train_cfg.epochs}", unit="batch", leave=False, disable=None)
@@ -538,11 +567,10 @@ class HRMTrainer:
             where = f"epoch {epoch}, batch {b}, segment {s}"
             active = ~halted  # (B,)
             with self._autocast():
-                new_carry, out = self.net(carry, batch.x_daily, batch.x_minute, batch.minute_mask)
+                new_carry, out = self._segment_forward(carry, batch)
             steps = steps + active.long()
             losses, labelled = per_sample_task_losses(out, batch)  # (B, K), (B, K)
             sums, counts = masked_sums(losses, labelled, active)  # (K,), (K,)
-            task_losses = sums / counts.clamp_min(1)  # (K,)
             correct = halt_correctness(
                 out.mu, out.log_var, out.logits_b, batch.y_a, batch.y_b, batch.minute_mask,
                 nll_threshold=hrm.halt_nll_threshold, bce_threshold=hrm.halt_bce_threshold,
@@ -554,13 +582,14 @@ class HRMTrainer:
                 next_q = (torch.zeros_like(out.q_halt), torch.zeros_like(out.q_halt))
             targets = q_learning_targets(correct, *next_q, steps, hrm.max_segments, cfg.ponder_cost)
             q_loss = q_learning_loss(out.q_halt, out.q_continue, targets, active)
+            task_losses, q_loss, present = self._step_losses(sums, counts, q_loss, active)  # (K,), (), (K,)
             values = torch.stack([task_losses[0], task_losses[1], q_loss]).tolist()
             for term, value in zip((*TASKS, "q"), values):
                 if not math.isfinite(value):
                     culprits = self._culprits(term, losses, labelled, active, rows)
                     self._non_finite(f"non-finite loss term {term} ({value}) at {where}{culprits}")
                     return step_rows, self._batch_row(steps)
-            total = self.weighting(task_losses, counts > 0) + cfg.q_loss_weight * q_loss
+            total = self.weighting(task_losses, present) + cfg.q_loss_weight * q_loss
             total_value = float(total.detach())
             if not math.isfinite(total_value):
                 self._non_finite(
@@ -590,7 +619,7 @@ class HRMTrainer:
                 out.q_halt.detach(), out.q_continue.detach(), steps, hrm.max_segments,
                 training=True, min_steps=min_steps,
             )
-            if bool(halted.all()):
+            if self._all_halted(halted):
                 break
         return step_rows, self._batch_row(steps)
 
@@ -660,7 +689,7 @@ class HRMTrainer:
         restore_rng_state(payload["rng"], self.generator)
         self.progress = _Progress(**payload["progress"])
         best_source = path.parent / BEST_CHECKPOINT
-        if self.progress.best_epoch and best_source.resolve() != self.best_checkpoint.resolve():
+        if self.writes_files and self.progress.best_epoch and best_source.resolve() != self.best_checkpoint.resolve():
             if not best_source.is_file():
                 raise ValueError(f"{path}: the run's best checkpoint {best_source} is missing")
             data = best_source.read_bytes()

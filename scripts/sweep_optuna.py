@@ -1,0 +1,73 @@
+"""Optuna sweep of the HRM on purged walk-forward validation blocks, on a shared storage with pruning.
+
+    python scripts/sweep_optuna.py --config config/small.yaml --space config/sweep_small.yaml \\
+        --study small --trials 40 --workers 2 --out sweeps/small
+    python scripts/sweep_optuna.py --config config/default_hrm27m.yaml --space config/sweep_hrm27m.yaml \\
+        --study hrm27m --trials 200 --storage postgresql://optuna:PASSWORD@db-host/optuna --out sweeps/hrm27m
+
+--storage defaults to the journal file <out>/optuna_journal.log; re-running the same --study resumes it
+(--trials is the number of finished trials the study should hold). Writes trials.csv, best_config.yaml
+(or one per Pareto-optimal trial) and sweep.json into --out, then prints the main_v3.py command with the
+trial count for the deflated Sharpe ratio and the optuna-dashboard command. The space format, objective
+and storage rules: lab_v10/src/eval/sweep.py; scaling out: docs/scale_out.md.
+
+Bad input exits with status 2 and one message, no traceback; a sweep without a completed trial exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from lab_v10.src.config import load_config
+from lab_v10.src.errors import LabError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=Path, required=True, help="base lab config (data, walk-forward, model)")
+    p.add_argument("--space", type=Path, required=True, help="search space YAML, e.g. config/sweep_small.yaml")
+    p.add_argument("--study", required=True, help="Optuna study name (re-use it to resume)")
+    p.add_argument("--storage", help="journal file path, or a database URL such as postgresql://user:pw@host/db "
+                   "(default: <out>/optuna_journal.log)")
+    p.add_argument("--trials", type=int, required=True, help="finished trials the study should hold")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
+    p.add_argument("--timeout", type=float, help="seconds after which each worker starts no new trial")
+    p.add_argument("--out", type=Path, required=True, help="results folder")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from lab_v10.src.eval.sweep import load_space, run_sweep  # heavy imports after argument parsing
+
+    try:
+        cfg = load_config(args.config)
+        space = load_space(args.space)
+        result = run_sweep(cfg, space, args.study, args.trials, args.out, storage=args.storage,
+                           workers=args.workers, timeout=args.timeout)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(result.states.items()))
+    print(f"study {result.study_name}: {states}; {result.n_trials} configurations evaluated")
+    print(f"trials: {result.csv_path}")
+    print(f"summary: {result.json_path}")
+    if not result.best:
+        print(f"no trial completed: see the error and rejected columns of {result.csv_path}", file=sys.stderr)
+        return 1
+    for best in result.best:
+        print(f"best trial {best['number']}: {best['values']} -> {best['config']}")
+    print("run the best configuration(s) with the trial count for the deflated Sharpe ratio:")
+    for command in result.commands:
+        print(f"  {command}")
+    print(f"dashboard: {result.dashboard_command}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

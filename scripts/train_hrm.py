@@ -1,0 +1,81 @@
+"""Train the HRM on a config and its data: one process, or DistributedDataParallel under torchrun.
+
+    python scripts/train_hrm.py --config config/small.yaml --out runs/hrm
+    torchrun --standalone --nproc-per-node 4 scripts/train_hrm.py --config config/default_hrm27m.yaml --out runs/hrm
+    python scripts/train_hrm.py --config config/small.yaml --out runs/hrm2 --resume runs/hrm/last.pt
+
+The data and device flags are main_v3.py's (lab_v10/src/cli.py: --data, --daily, --iv, --minutes,
+--minutes-tz, --tz, --calendar, --fill-missing-minutes, --n-days, --device). Training uses the first
+walk-forward fold's training and validation rows, or --train-end DATE with the next --val-days sample dates
+as validation (purged). ``train.batch_size`` is the global batch, split evenly over the ranks. Rank 0 writes
+best.pt, last.pt, train_log.csv, hrm_adapter.pt and train_summary.json into --out. Multi-node launch and
+the rank semantics: docs/scale_out.md and lab_v10/src/options/hrm_ddp.py.
+
+Bad input exits with status 2 and one message (on every rank), no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from lab_v10.src.cli import add_data_flags, apply_data_flags
+from lab_v10.src.config import load_config
+from lab_v10.src.errors import ConfigError, LabError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=Path, required=True, help="YAML config (e.g. config/small.yaml)")
+    add_data_flags(p)
+    p.add_argument("--train-end", help="last training forecast date, YYYY-MM-DD (default: the first walk-forward "
+                   "fold's split)")
+    p.add_argument("--val-days", type=int, help="validation sample dates after --train-end (default: "
+                   "walkforward.val_days)")
+    p.add_argument("--out", type=Path, required=True, help="run folder (rank 0 writes it)")
+    p.add_argument("--resume", type=Path, help="a last.pt to continue from (readable by every rank)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p.parse_args(argv)
+
+
+def parse_date(text: str | None) -> pd.Timestamp | None:
+    if text is None:
+        return None
+    try:
+        return pd.Timestamp(text).normalize()
+    except ValueError:
+        raise ConfigError(f"--train-end: expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = apply_data_flags(load_config(args.config), args)
+        train_end = parse_date(args.train_end)
+        if args.resume is not None and not args.resume.is_file():
+            raise ConfigError(f"--resume: {args.resume}: checkpoint not found")
+        from lab_v10.src.options.hrm_ddp import distributed_context, train_hrm  # heavy imports after the checks
+
+        with distributed_context(cfg.train.device) as ctx:
+            level = logging.DEBUG if args.verbose else logging.INFO
+            logging.basicConfig(level=level if ctx.is_main else logging.WARNING,
+                                format=f"%(asctime)s rank {ctx.rank} %(levelname)s %(name)s: %(message)s",
+                                datefmt="%H:%M:%S")
+            summary = train_hrm(cfg, args.out, ctx, train_end, args.val_days, args.resume)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if ctx.is_main:
+        print(f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation loss "
+              f"{summary['best_val_loss']:.4f} nats, {summary['steps']} steps on {summary['world_size']} rank(s), "
+              f"{summary['seconds']:.1f} s")
+        print(f"checkpoint: {summary['checkpoint_path']}")
+        print(f"adapter: {summary['adapter_path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

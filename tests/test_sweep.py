@@ -1,0 +1,359 @@
+"""Optuna sweeps (lab_v10/src/eval/sweep.py, scripts/sweep_optuna.py): the space file, shared storages with
+several workers, pruning, resume, failed trials, the parameter budget, the purged validation folds, and one
+real sweep of the HRM on a tiny synthetic market."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from test_param_budget import load_script
+
+from lab_v10.src.config import LabConfig, config_from_dict, load_config
+from lab_v10.src.data.market import load_market
+from lab_v10.src.errors import ConfigError
+from lab_v10.src.eval.sweep import (
+    REJECTED_ATTR,
+    SweepSpace,
+    apply_params,
+    load_space,
+    open_storage,
+    param_budget_violation,
+    run_sweep,
+    suggest_params,
+    tuning_folds,
+)
+from lab_v10.src.eval.walkforward import walk_forward_folds
+from lab_v10.src.pipeline import build_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+CHEAP_SPACE = {
+    "objectives": ["loss"],
+    "pruner": {"type": "none"},
+    "sampler": {"type": "random"},
+    "validation": {"n_folds": 3, "block_days": 20},
+    "params": {
+        "train.lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True},
+        "hrm.H_cycles": {"type": "int", "low": 1, "high": 3},
+    },
+}
+
+
+def write_space(folder: Path, space: dict, name: str = "space.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
+def cheap_space(folder: Path, **changes) -> SweepSpace:
+    return load_space(write_space(folder, {**CHEAP_SPACE, **changes}))
+
+
+@dataclass
+class CheapObjective:
+    """No training: a value per scored block from the trial's parameters, reported like the real objective.
+
+    ``worsening``: trial k reports k + block, so every trial is worse than the ones before it (prunable).
+    ``fail_number``: that trial raises. ``sleep_s`` keeps workers' trials overlapping.
+    """
+
+    space: SweepSpace
+    worsening: bool = False
+    fail_number: int | None = None
+    sleep_s: float = 0.0
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = suggest_params(trial, self.space)
+        trial.set_user_attr("pid", os.getpid())
+        if trial.number == self.fail_number:
+            raise RuntimeError(f"deliberate failure in trial {trial.number}")
+        time.sleep(self.sleep_s)
+        value = float(trial.number) if self.worsening else (np.log10(params["train.lr"]) + 3.0) ** 2
+        n_blocks = self.space.settings.validation.n_folds
+        for block in range(n_blocks):
+            trial.report(value + block, block)
+            if block < n_blocks - 1 and trial.should_prune():
+                raise optuna.TrialPruned()
+        return value
+
+
+@dataclass
+class TwoLosses:
+    """A cheap two-objective function (a trade-off in the learning rate) for multi-objective sweeps."""
+
+    space: SweepSpace
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+        x = np.log10(suggest_params(trial, self.space)["train.lr"])
+        return (x + 4.0) ** 2, (x + 2.0) ** 2
+
+
+def trials_of(result) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=result.study_name, storage=open_storage(result.storage)).trials
+
+
+# ----------------------------------------------------------------------------------------------
+# The space file
+
+
+def test_shipped_spaces_load():
+    small, big = load_space(REPO / "config/sweep_small.yaml"), load_space(REPO / "config/sweep_hrm27m.yaml")
+    for space in (small, big):
+        assert {"train.lr", "train.weight_decay", "train.loss_weighting", "hrm.H_cycles", "hrm.L_cycles",
+                "hrm.max_segments", "hrm.h.d_model", "hrm.l.d_model", "hrm.halt_nll_threshold"} <= set(space.params)
+        assert space.objectives == ["loss"] and not space.multi_objective
+    assert not small.settings.param_budget and big.settings.param_budget
+    assert isinstance(small.make_pruner(), optuna.pruners.MedianPruner)
+    assert isinstance(big.make_pruner(), optuna.pruners.HyperbandPruner)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"pruners": {"type": "none"}}, r"space.yaml: pruners: unknown key \(expected one of: objectives, "
+                                          r"param_budget, params, pruner, sampler, validation\)"),
+        ({"pruner": {"type": "median", "patience": 3}}, r"space.yaml: pruner.patience: unknown key"),
+        ({"params": {"train.lrr": {"type": "float", "low": 0.1, "high": 1.0}}},
+         r"space.yaml: params.train.lrr: train.lrr is not a config key"),
+        ({"params": {"book_a.threshold": {"type": "float", "low": 0.1, "high": 1.0}}},
+         r"params.book_a.threshold: expected a config key under hrm. or train."),
+        ({"params": {"hrm.daily_features": {"type": "int", "low": 4, "high": 8}}},
+         r"params.hrm.daily_features: set from the data"),
+        ({"params": {"train.lr": {"type": "float", "low": 0.1, "high": 1.0, "scale": "log"}}},
+         r"space.yaml: params.train.lr: scale: unknown key"),
+        ({"params": {"train.lr": {"type": "float", "low": 0.1, "high": 0.1}}}, r"params.train.lr: expected low < high"),
+        ({"params": {"train.lr": {"type": "float", "low": -1.0, "high": 1.0}}},
+         r"params.train.lr: train.lr: expected float > 0, got -1.0"),
+        ({"params": {"train.loss_weighting": {"type": "categorical", "choices": ["fixed", "bogus"]}}},
+         r"params.train.loss_weighting: train.loss_weighting: expected one of"),
+        ({"params": {"hrm.H_cycles": {"type": "int", "low": 1.5, "high": 3}}}, r"type int needs whole numbers"),
+        ({"objectives": ["yA_nll", "yB_log_loss"], "pruner": {"type": "median"}},
+         r"space.yaml: pruner.type: expected none with several objectives"),
+        ({"objectives": ["sharpe"]},
+         r"space.yaml: objectives: expected list of one of 'loss', 'yA_nll', 'yB_log_loss' .*, got \['sharpe'\]"),
+        ({"pruner": {"type": "hyperband", "min_resource": 4}}, r"pruner.min_resource: expected at most"),
+    ],
+)
+def test_space_errors_name_the_file_and_key(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message):
+        load_space(write_space(tmp_path, {**CHEAP_SPACE, **change}))
+
+
+def test_apply_params_sets_nested_keys_and_validates():
+    cfg = apply_params(LabConfig(), {"train.lr": 0.003, "hrm.h.d_model": 32}, "trial 0")
+    assert cfg.train.lr == 0.003 and cfg.hrm.h.d_model == 32 and cfg.hrm.l == LabConfig().hrm.l
+    with pytest.raises(ConfigError, match="trial 7: hrm.max_segments: expected int > 0, got 0"):
+        apply_params(LabConfig(), {"hrm.max_segments": 0}, "trial 7")
+
+
+# ----------------------------------------------------------------------------------------------
+# Storage, workers, pruning, resume, failures (cheap objectives through the same machinery)
+
+
+def test_two_workers_on_one_journal_finish_exactly_n_trials(tmp_path):
+    space = cheap_space(tmp_path)
+    result = run_sweep(LabConfig(), space, "two", 6, tmp_path / "out", workers=2,
+                       objective=CheapObjective(space, sleep_s=0.2))
+    trials = trials_of(result)
+    assert sorted(t.number for t in trials) == list(range(6))  # no duplicated trial numbers
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs["pid"] for t in trials}) == 2 and os.getpid() not in {t.user_attrs["pid"] for t in trials}
+    assert result.n_trials == 6 and Path(result.storage) == tmp_path / "out" / "optuna_journal.log"
+    frame = pd.read_csv(result.csv_path)
+    assert len(frame) == 6 and frame["loss"].min() == pytest.approx(trials_of(result)[result.best[0]["number"]].value)
+
+
+@pytest.mark.parametrize("pruner", [{"type": "median", "n_startup_trials": 2}, {"type": "hyperband"}])
+def test_pruner_stops_trials_worse_than_the_others(tmp_path, pruner):
+    space = cheap_space(tmp_path, pruner=pruner)
+    result = run_sweep(LabConfig(), space, "prune", 9, tmp_path / "out", objective=CheapObjective(space, worsening=True))
+    states = [t.state for t in trials_of(result)]
+    pruned = [t for t in trials_of(result) if t.state == optuna.trial.TrialState.PRUNED]
+    assert len(states) == 9 and pruned and states[0] == optuna.trial.TrialState.COMPLETE
+    assert all(len(t.intermediate_values) < 3 for t in pruned)  # stopped before the last block
+    if pruner["type"] == "median":  # every trial after the two startup trials is worse than the median
+        assert [t.number for t in pruned] == list(range(2, 9))
+    assert result.n_trials == 9  # pruned trials were evaluated (partly): they count for the deflated Sharpe
+
+
+def test_resumed_study_continues_its_trial_count(tmp_path):
+    space = cheap_space(tmp_path)
+    first = run_sweep(LabConfig(), space, "resume", 3, tmp_path / "out", objective=CheapObjective(space))
+    first_end = max(t.datetime_complete for t in trials_of(first))
+    second = run_sweep(LabConfig(), space, "resume", 5, tmp_path / "out", objective=CheapObjective(space))
+    trials = trials_of(second)
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
+    assert all(t.datetime_start >= first_end for t in trials[3:])  # only the two missing trials ran
+    params = [tuple(t.params.values()) for t in trials]
+    assert len(set(params)) == 5  # the resumed sampler did not replay the first run's draws
+    again = run_sweep(LabConfig(), space, "resume", 5, tmp_path / "out", objective=CheapObjective(space))
+    assert len(trials_of(again)) == 5 and again.n_trials == 5 == second.n_trials
+
+
+def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
+    space = cheap_space(tmp_path)
+    result = run_sweep(LabConfig(), space, "fail", 4, tmp_path / "out", objective=CheapObjective(space, fail_number=1))
+    trials = trials_of(result)
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[1].user_attrs["error"] == "RuntimeError: deliberate failure in trial 1"
+    assert result.states == {"COMPLETE": 3, "FAIL": 1, "REJECTED": 0} and result.n_trials == 4
+    assert pd.read_csv(result.csv_path)["user_attrs_error"].notna().sum() == 1
+
+
+def test_best_config_runs_in_main_v3_with_the_trial_count(tmp_path):
+    space = cheap_space(tmp_path)
+    result = run_sweep(load_config(REPO / "config/small.yaml"), space, "best", 3, tmp_path / "out",
+                       objective=CheapObjective(space))
+    (best,) = result.best
+    cfg = load_config(best["config"])  # a full lab config
+    assert cfg.train.lr == best["params"]["train.lr"] and cfg.hrm.H_cycles == best["params"]["hrm.H_cycles"]
+    assert cfg.walkforward == load_config(REPO / "config/small.yaml").walkforward
+    assert result.commands == [f"python main_v3.py --config {best['config']} --n-trials 3"]
+    summary = json.loads(result.json_path.read_text())
+    assert summary["n_trials"] == 3 and summary["best"][0]["number"] == best["number"]
+    assert summary["dashboard_command"] == f"optuna-dashboard {tmp_path / 'out' / 'optuna_journal.log'}"
+
+
+def test_multi_objective_writes_one_config_per_pareto_trial(tmp_path):
+    space = cheap_space(tmp_path, objectives=["yA_nll", "yB_log_loss"], pruner={"type": "none"})
+    result = run_sweep(LabConfig(), space, "pareto", 6, tmp_path / "out", objective=TwoLosses(space))
+    assert result.best and all(Path(b["config"]).name == f"best_config_trial{b['number']}.yaml" for b in result.best)
+    for best in result.best:
+        assert set(best["values"]) == {"yA_nll", "yB_log_loss"}
+        assert load_config(best["config"]).train.lr == best["params"]["train.lr"]
+    assert {"yA_nll", "yB_log_loss"} <= set(pd.read_csv(result.csv_path).columns)
+
+
+def test_database_url_storage_and_direction_mismatch(tmp_path):
+    space = cheap_space(tmp_path)
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    result = run_sweep(LabConfig(), space, "db", 2, tmp_path / "out", storage=url, objective=CheapObjective(space))
+    assert len(trials_of(result)) == 2 and result.dashboard_command == f"optuna-dashboard {url}"
+    pareto = cheap_space(tmp_path, objectives=["yA_nll", "yB_log_loss"], pruner={"type": "none"})
+    with pytest.raises(ConfigError, match="--study db: the stored study has directions"):
+        run_sweep(LabConfig(), pareto, "db", 4, tmp_path / "out", storage=url, objective=TwoLosses(pareto))
+    with pytest.raises(ConfigError, match="--storage nosuchdb://x: Optuna cannot open it"):
+        open_storage("nosuchdb://x")
+
+
+# ----------------------------------------------------------------------------------------------
+# The real objective on a tiny synthetic market
+
+TINY = {
+    "seed": 4,
+    "data": {"source": "synthetic", "synthetic": {"n_days": 300, "minutes_per_day": 30}},
+    "labels": {"horizon_days": 5, "horizon_minutes": 10},
+    "walkforward": {"n_folds": 1, "min_train_days": 100, "val_days": 24, "test_days": 40, "embargo_days": 2},
+    "hrm": {
+        "h": {"n_layers": 1, "d_model": 16, "n_heads": 2, "ffn_dim": 16},
+        "l": {"n_layers": 1, "d_model": 16, "n_heads": 2, "ffn_dim": 16},
+        "daily_window": 8, "minutes_per_day": 30, "H_cycles": 1, "L_cycles": 1, "max_segments": 2,
+    },
+    "train": {"epochs": 2, "batch_size": 32, "warmup_steps": 2, "lr": 0.003, "autocast_bf16": False,
+              "device": "cpu", "patience": 5},
+}
+TINY_SPACE = {
+    "objectives": ["loss"],
+    "pruner": {"type": "median", "n_startup_trials": 1},
+    "sampler": {"type": "tpe", "n_startup_trials": 2},
+    "validation": {"n_folds": 2, "block_days": 20},
+    "params": {
+        "train.lr": {"type": "float", "low": 1.0e-3, "high": 1.0e-2, "log": True},
+        "hrm.h.n_heads": {"type": "categorical", "choices": [2, 3]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    cfg = config_from_dict(TINY, "tiny")
+    return cfg, build_dataset(load_market(cfg.data, cfg.seed), cfg)
+
+
+def test_tuning_folds_stay_before_the_first_test_block(tmp_path, tiny):
+    cfg, data = tiny
+    first_test = walk_forward_folds(data.sample_dates, data.span_end, cfg.walkforward)[0].test_period[0]
+    folds = tuning_folds(data, cfg.walkforward, load_space(write_space(tmp_path, TINY_SPACE)).settings.validation)
+    assert [f.number for f in folds] == [0, 1] and all(len(f.score) == 20 for f in folds)
+    span = pd.Series(data.span_end, index=data.sample_dates)
+    for fold in folds:
+        used = fold.train.append(fold.val).append(fold.score)
+        assert span.loc[used].max() < first_test  # no label reaches the lab's test period
+        assert fold.train[-1] < fold.val[0] and fold.val[-1] < fold.score[0]
+        assert span.loc[fold.train].max() < fold.val[0]  # purged against the validation rows
+    assert folds[0].score[-1] < folds[1].score[0]
+
+
+def test_param_budget_rejects_widths_before_training(tmp_path, tiny):
+    preset = load_config(REPO / "config/default_hrm27m.yaml").hrm
+    cfg, data = dataclasses.replace(tiny[0], hrm=preset), tiny[1]  # the 27M model on the tiny market
+    fitted = dataclasses.replace(preset, daily_features=data.X_daily.shape[1])
+    assert param_budget_violation(fitted) is None
+    wide = dataclasses.replace(fitted, h=dataclasses.replace(fitted.h, d_model=576))
+    assert param_budget_violation(wide).endswith("parameters, outside the budget 26,500,000..27,500,000")
+    shipped = yaml.safe_load((REPO / "config/sweep_hrm27m.yaml").read_text())
+    space = load_space(write_space(tmp_path, {**shipped, "validation": TINY_SPACE["validation"]}))  # tiny data
+    storage = str(tmp_path / "journal.log")
+    study = optuna.create_study(study_name="budget", storage=open_storage(storage))
+    study.enqueue_trial({"hrm.h.d_model": 576, "hrm.l.d_model": 816, "hrm.h.ffn_dim": 512, "hrm.l.ffn_dim": 512})
+    study.enqueue_trial({"hrm.h.d_model": 448, "hrm.l.d_model": 720, "hrm.h.ffn_dim": 256, "hrm.l.ffn_dim": 256})
+    result = run_sweep(cfg, space, "budget", 2, tmp_path, storage=storage)
+    trials = trials_of(result)
+    assert [t.state.name for t in trials] == ["PRUNED", "PRUNED"]
+    assert "outside the budget 26,500,000..27,500,000" in trials[0].user_attrs[REJECTED_ATTR]
+    assert int(trials[0].user_attrs[REJECTED_ATTR].split()[0].replace(",", "")) > 27_500_000
+    assert int(trials[1].user_attrs[REJECTED_ATTR].split()[0].replace(",", "")) < 26_500_000
+    assert result.n_trials == 0 and result.states["REJECTED"] == 2 and result.best == []
+
+
+def test_sweep_script_trains_the_hrm_on_a_tiny_market(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    space = write_space(tmp_path, TINY_SPACE)
+    storage = tmp_path / "journal.log"
+    study = optuna.create_study(study_name="tiny", storage=open_storage(str(storage)))
+    study.enqueue_trial({"hrm.h.n_heads": 3, "train.lr": 0.003})  # 16 / 3 heads: rejected before training
+    study.enqueue_trial({"hrm.h.n_heads": 2, "train.lr": 0.002})
+    study.enqueue_trial({"hrm.h.n_heads": 2, "train.lr": 0.006})
+    done = subprocess.run(
+        [sys.executable, "scripts/sweep_optuna.py", "--config", str(config), "--space", str(space), "--study", "tiny",
+         "--storage", str(storage), "--trials", "3", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    trials = optuna.load_study(study_name="tiny", storage=open_storage(str(storage))).trials
+    assert trials[0].state.name == "PRUNED" and "hrm.h.n_heads" in trials[0].user_attrs[REJECTED_ATTR]
+    evaluated = [t for t in trials[1:] if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(trials) == 3 and summary["n_trials"] == len(evaluated) == 2
+    for trial in evaluated:
+        fold0 = trial.user_attrs
+        assert fold0["fold_0_loss"] == pytest.approx(fold0["fold_0_yA_nll"] + fold0["fold_0_yB_log_loss"])
+        assert np.isfinite(fold0["fold_0_yA_nll"]) and 0 < fold0["fold_0_yB_log_loss"] < 2
+    best = summary["best"][0]
+    complete = {t.number: t for t in trials if t.state.name == "COMPLETE"}
+    assert best["values"]["loss"] == pytest.approx(min(t.value for t in complete.values()))
+    trial = complete[best["number"]]
+    assert best["values"]["loss"] == pytest.approx((trial.user_attrs["fold_0_loss"] + trial.user_attrs["fold_1_loss"]) / 2)
+    assert load_config(best["config"]).train.lr == trial.params["train.lr"]
+    assert f"python main_v3.py --config {best['config']} --n-trials 2" in done.stdout
+    assert f"dashboard: optuna-dashboard {storage}" in done.stdout
+
+
+def test_sweep_script_bad_space_exits_2(tmp_path, capsys):
+    script = load_script("sweep_optuna")
+    space = write_space(tmp_path, {**CHEAP_SPACE, "pruner": {"type": "median", "patience": 2}})
+    code = script.main(["--config", str(REPO / "config/small.yaml"), "--space", str(space), "--study", "x",
+                        "--trials", "1", "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert capsys.readouterr().err.startswith(f"error: {space}: pruner.patience: unknown key")

@@ -1,0 +1,284 @@
+"""Distributed HRM training (lab_v10/src/options/hrm_ddp.py, scripts/train_hrm.py): two CPU ranks on gloo
+hold identical weights after every optimizer step and follow the single-process run with the doubled batch;
+resume is exact; the script trains single-process and under torchrun."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import yaml
+from test_hrm_train import HRM, TRAIN, assert_same_state, interrupt_after, make_data
+from test_param_budget import load_script
+
+from lab_v10.src.config import config_from_dict
+from lab_v10.src.data.market import load_market
+from lab_v10.src.errors import ConfigError
+from lab_v10.src.options.checkpoint import load_checkpoint
+from lab_v10.src.options.hrm_adapter import HRMAdapter
+from lab_v10.src.options.hrm_ddp import (
+    DistContext,
+    DistributedHRMTrainer,
+    distributed_context,
+    holdout_split,
+    train_hrm,
+)
+from lab_v10.src.options.hrm_net import HRMNet
+from lab_v10.src.options.hrm_train import HRMTrainer
+from lab_v10.src.pipeline import build_dataset
+
+WORLD = 2
+SPAWN_TIMEOUT_S = 240  # a collective that never matches would hang: fail instead
+# A fixed segment schedule: exploration forces the minimum segment count to max_segments = 2 for every
+# sample, so the single-process and distributed runs take the same optimizer steps by construction.
+FIXED = dataclasses.replace(HRM, max_segments=2, halt_exploration_prob=1.0, eval_halting="max")
+# Learned per-sample halting, no exploration: ranks halt at different segments and must agree to go on.
+LEARNED = dataclasses.replace(HRM, max_segments=3, halt_exploration_prob=0.0)
+FP32 = dataclasses.replace(TRAIN, autocast_bf16=False)  # bf16 rounding would depend on the batch shapes
+CASES = {
+    # name: (hrm config, train config, training samples); the global batch is TRAIN.batch_size = 8
+    "one_batch": (FIXED, dataclasses.replace(FP32, epochs=3), 8),
+    "two_batches": (FIXED, dataclasses.replace(FP32, epochs=2), 16),
+    "gradnorm_learned": (LEARNED, dataclasses.replace(FP32, epochs=2, loss_weighting="gradnorm"), 16),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def distributed_trainer(out: Path, hrm, train_cfg, ctx: DistContext) -> DistributedHRMTrainer:
+    torch.manual_seed(0)
+    return DistributedHRMTrainer(HRMNet(hrm), hrm, train_cfg, out, seed=0, ctx=ctx)
+
+
+def _rank_worker(rank: int, world: int, port: int, out: str) -> None:
+    """One rank (spawned): train every case, gathering every rank's weights after each optimizer step."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    with distributed_context("cpu") as ctx:
+        for name, (hrm, train_cfg, n) in CASES.items():
+            trainer = distributed_trainer(Path(out) / name, hrm, train_cfg, ctx)
+            gaps: list[float] = []
+
+            def compare_ranks(optimizer, args, kwargs, trainer=trainer, gaps=gaps):
+                params = [*trainer.net.parameters(), *trainer.weighting.parameters()]
+                flat = torch.cat([p.detach().flatten() for p in params])
+                gathered = [torch.empty_like(flat) for _ in range(world)]
+                dist.all_gather(gathered, flat)
+                gaps.append(max(float((g - flat).abs().max()) for g in gathered))
+
+            trainer.optimizer.register_step_post_hook(compare_ranks)
+            trainer.fit(make_data(n, 1), make_data(8, 2))
+            if ctx.is_main:
+                torch.save({"gaps": gaps}, Path(out) / name / "gaps.pt")
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ddp")
+    processes = mp.start_processes(_rank_worker, args=(WORLD, free_port(), str(out)), nprocs=WORLD, join=False,
+                                   start_method="spawn")
+    deadline = time.monotonic() + SPAWN_TIMEOUT_S
+    while not processes.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in processes.processes:
+                p.kill()
+            pytest.fail(f"the two ranks did not finish within {SPAWN_TIMEOUT_S} s (a collective mismatch hangs)")
+    return out
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_ranks_hold_identical_weights_after_every_step(two_ranks, case):
+    gaps = torch.load(two_ranks / case / "gaps.pt")["gaps"]
+    hrm, train_cfg, n = CASES[case]
+    assert len(gaps) >= train_cfg.epochs * (n // train_cfg.batch_size)  # at least one step per batch
+    assert max(gaps) == 0.0
+
+
+def plain_trainer(out: Path, hrm, train_cfg) -> HRMTrainer:
+    torch.manual_seed(0)
+    return HRMTrainer(HRMNet(hrm), hrm, train_cfg, out, seed=0)
+
+
+def one_rank_trainer(out: Path, hrm, train_cfg) -> DistributedHRMTrainer:
+    return distributed_trainer(out, hrm, train_cfg, DistContext())
+
+
+def reference_run(out: Path, case: str, single_trainer) -> dict:
+    hrm, train_cfg, n = CASES[case]
+    trainer = single_trainer(out, hrm, train_cfg)
+    trainer.fit(make_data(n, 1), make_data(8, 2))
+    return load_checkpoint(out / "last.pt")
+
+
+@pytest.mark.parametrize(
+    ("case", "single_trainer"),
+    [
+        ("one_batch", plain_trainer),  # one batch per epoch: the single-process trainer, global batch
+        ("two_batches", one_rank_trainer),  # two batches per epoch: the same sampler order on one rank
+    ],
+)
+def test_two_ranks_match_one_process_with_the_global_batch(two_ranks, tmp_path, case, single_trainer):
+    single = reference_run(tmp_path, case, single_trainer)
+    ranks = load_checkpoint(two_ranks / case / "last.pt")
+    assert ranks["step"] == single["step"] > 0
+    for key, value in single["model"].items():
+        torch.testing.assert_close(ranks["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+    torch.testing.assert_close(ranks["loss_weighting"]["log_vars"], single["loss_weighting"]["log_vars"],
+                               rtol=1e-5, atol=1e-6)
+    history = ranks["progress"]["history"]
+    for row, expected in zip(history, single["progress"]["history"], strict=True):
+        for key in ("train_head_a_nll", "train_head_b_bce", "train_q", "train_segments", "val_loss"):
+            assert row[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-6), key
+
+
+def test_only_rank_zero_writes_files(two_ranks):
+    folder = two_ranks / "two_batches"
+    assert {p.name for p in folder.iterdir()} == {"best.pt", "last.pt", "train_log.csv", "gaps.pt"}
+
+
+def test_resume_matches_the_uninterrupted_run(tmp_path):
+    train, val = make_data(16, 1), make_data(8, 2)
+    hrm = dataclasses.replace(HRM, halt_exploration_prob=0.5)  # exploration draws: reseeded per rank and epoch
+    cfg = dataclasses.replace(TRAIN, epochs=3)
+    full = distributed_trainer(tmp_path / "full", hrm, cfg, DistContext())
+    full.fit(train, val)
+    first = distributed_trainer(tmp_path / "first", hrm, cfg, DistContext())
+    interrupt_after(first, 1)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(train, val)
+    torch.manual_seed(5)  # other initial weights: all overwritten by the checkpoint
+    resumed = DistributedHRMTrainer(HRMNet(hrm), hrm, cfg, tmp_path / "resumed", seed=0, ctx=DistContext(),
+                                    resume_from=tmp_path / "first" / "last.pt")
+    resumed.fit(train, val)
+    assert_same_state(load_checkpoint(tmp_path / "resumed" / "last.pt")["model"],
+                      load_checkpoint(tmp_path / "full" / "last.pt")["model"])
+    assert_same_state(resumed.net.state_dict(), full.net.state_dict())
+
+
+def test_global_batch_must_split_evenly_over_the_ranks(tmp_path):
+    cfg = dataclasses.replace(TRAIN, batch_size=9)
+    with pytest.raises(ConfigError, match="train.batch_size: expected a multiple of the world size 2"):
+        DistributedHRMTrainer(HRMNet(HRM), HRM, cfg, tmp_path, seed=0, ctx=DistContext(world_size=2))
+
+
+# ----------------------------------------------------------------------------------------------
+# scripts/train_hrm.py on a tiny synthetic market
+
+TINY = {
+    "seed": 4,
+    "data": {"source": "synthetic", "synthetic": {"n_days": 300, "minutes_per_day": 30}},
+    "labels": {"horizon_days": 5, "horizon_minutes": 10},
+    "walkforward": {"n_folds": 2, "min_train_days": 120, "val_days": 24, "test_days": 40, "embargo_days": 2},
+    "hrm": {
+        "h": {"n_layers": 1, "d_model": 16, "n_heads": 2, "ffn_dim": 16},
+        "l": {"n_layers": 1, "d_model": 16, "n_heads": 2, "ffn_dim": 16},
+        "daily_window": 8, "minutes_per_day": 30, "H_cycles": 1, "L_cycles": 1, "max_segments": 2,
+        "halt_exploration_prob": 1.0, "eval_halting": "max",
+    },
+    "train": {"epochs": 2, "batch_size": 32, "warmup_steps": 2, "lr": 0.003, "autocast_bf16": False,
+              "device": "cpu", "patience": 5},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    cfg = config_from_dict(TINY, "tiny")
+    return cfg, build_dataset(load_market(cfg.data, cfg.seed), cfg)
+
+
+def run_script(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=Path(__file__).resolve().parents[1])
+
+
+def test_holdout_split_purges_labels_that_reach_validation(tiny_data):
+    cfg, data = tiny_data
+    end = data.sample_dates[150]
+    split = holdout_split(data, cfg.walkforward, pd.Timestamp(end), 20)
+    assert split.val[0] > end and len(split.val) == 20
+    assert split.train[-1] <= end and data.span_end[data.sample_dates.isin(split.train)].max() < split.val[0]
+    assert len(split.train) == 151 - cfg.labels.horizon_days  # the last horizon_days labels reach validation
+    fold = holdout_split(data, cfg.walkforward)  # the first walk-forward fold
+    assert fold.val[0] > fold.train[-1] and len(fold.val) <= cfg.walkforward.val_days
+    with pytest.raises(ConfigError, match="--val-days: needs --train-end"):
+        holdout_split(data, cfg.walkforward, None, 20)
+    with pytest.raises(ConfigError, match="--val-days: 5 sample dates follow"):
+        holdout_split(data, cfg.walkforward, pd.Timestamp(data.sample_dates[-6]), 20)
+
+
+def test_script_resumes_an_interrupted_run_exactly(tmp_path, tiny_config, tiny_data, monkeypatch):
+    cfg, _ = tiny_data
+    full = train_hrm(cfg, tmp_path / "full", DistContext())
+    assert full["epochs_run"] == 2 and full["world_size"] == 1
+
+    original = DistributedHRMTrainer._train_epoch
+
+    def killed_in_epoch_two(self, train, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt("killed in epoch 2")
+        return original(self, train, epoch)
+
+    monkeypatch.setattr(DistributedHRMTrainer, "_train_epoch", killed_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_hrm(cfg, tmp_path / "killed", DistContext())
+    monkeypatch.undo()
+
+    code = load_script("train_hrm").main(["--config", str(tiny_config), "--out", str(tmp_path / "resumed"),
+                                          "--resume", str(tmp_path / "killed" / "last.pt")])
+    assert code == 0
+    summary = json.loads((tmp_path / "resumed" / "train_summary.json").read_text())
+    assert summary["epochs_run"] == 2 and summary["steps"] == full["steps"]
+    assert_same_state(load_checkpoint(tmp_path / "resumed" / "last.pt")["model"],
+                      load_checkpoint(tmp_path / "full" / "last.pt")["model"])
+    adapter = HRMAdapter.load(tmp_path / "resumed" / "hrm_adapter.pt")  # an ordinary adapter file
+    assert adapter.predict_daily(tiny_data[1].X_daily)["sigma"].gt(0).all()
+
+
+def test_torchrun_two_ranks_train_like_one_process(tmp_path, tiny_config, tiny_data):
+    cfg, data = tiny_data
+    # 147 training dates after purging, 140 of them with daily_window rows of history: even, no sampler padding
+    train_end = data.sample_dates[151]
+    single = train_hrm(cfg, tmp_path / "single", DistContext(), train_end, 20)
+    done = run_script("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                      "scripts/train_hrm.py", "--config", str(tiny_config), "--out", str(tmp_path / "ddp"),
+                      "--train-end", f"{train_end:%Y-%m-%d}", "--val-days", "20")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "ddp" / "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["backend"] == "gloo" and summary["rank_batch"] == 16
+    assert summary["train_rows"] == single["train_rows"] == 147 and summary["steps"] == single["steps"]
+    ranks, one = (load_checkpoint(tmp_path / name / "last.pt")["model"] for name in ("ddp", "single"))
+    for key, value in one.items():
+        torch.testing.assert_close(ranks[key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_script_errors_exit_2_with_one_message(tmp_path, tiny_config, capsys):
+    script = load_script("train_hrm")
+    code = script.main(["--config", str(tiny_config), "--out", str(tmp_path), "--resume", str(tmp_path / "no.pt")])
+    assert code == 2 and capsys.readouterr().err == f"error: --resume: {tmp_path / 'no.pt'}: checkpoint not found\n"
+    code = script.main(["--config", str(tiny_config), "--out", str(tmp_path), "--val-days", "10"])
+    assert code == 2
+    assert capsys.readouterr().err.endswith("error: --val-days: needs --train-end (without it the first walk-forward "
+                                            "fold is used)\n")
