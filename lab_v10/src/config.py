@@ -383,16 +383,20 @@ def config_from_dict(data: dict, source: str = "<dict>", cls: type = LabConfig) 
     return _build(cls, data, f"{source}: ")
 
 
-def load_config(path: str | Path, cls: type = LabConfig) -> Any:
-    """Load ``path`` (YAML) into ``cls`` with strict validation."""
+def read_yaml(path: str | Path, what: str = "config") -> Any:
+    """``yaml.safe_load`` of a file; ConfigError naming the file when it is missing or not valid YAML."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: {what} file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return config_from_dict(data, str(path), cls)
+
+
+def load_config(path: str | Path, cls: type = LabConfig) -> Any:
+    """Load ``path`` (YAML) into ``cls`` with strict validation."""
+    return config_from_dict(read_yaml(path), str(path), cls)
 
 
 def config_to_dict(cfg: Any) -> dict:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from lab_v10.src.baselines.registry import make_baselines
 from lab_v10.src.config import LabConfig, config_to_dict
 from lab_v10.src.data.market import Market, load_market
-from lab_v10.src.eval.metrics import classification_metrics, regression_metrics, trading_metrics
+from lab_v10.src.eval.metrics import classification_metrics, regression_metrics, sharpe_ratio, trading_metrics
 from lab_v10.src.eval.report import console_summary, write_report
 from lab_v10.src.eval.results import BookRun, RunResult
 from lab_v10.src.eval.walkforward import Fold, walk_forward_folds
@@ -77,10 +77,9 @@ def build_dataset(market: Market, cfg: LabConfig) -> Dataset:
 
     sessions = pd.DatetimeIndex([] if X_intraday is None else X_intraday["session"].unique()).sort_values()
     dates = X_daily.index
-    pos = np.searchsorted(sessions.to_numpy(), dates.to_numpy(), side="right")
-    next_session = pd.Series(
-        [sessions[p] if p < len(sessions) else pd.NaT for p in pos], index=dates, dtype="datetime64[ns]"
-    )
+    pos = np.searchsorted(sessions.to_numpy(), dates.to_numpy(), side="right")  # (n_dates,) len(sessions) = none
+    after_last = np.append(sessions.to_numpy(), np.datetime64("NaT"))
+    next_session = pd.Series(after_last[pos], index=dates)
     if yA is not None:
         keep = yA.notna().to_numpy()
         sample_dates, span_end = dates[keep], pd.DatetimeIndex(span[keep])
@@ -142,11 +141,8 @@ def _winners(scores: dict[str, dict], rules: dict[str, bool]) -> dict[str, str]:
 
 def _trading(book: BookRun, n_trials_per_strategy: int) -> None:
     """Fill ``book.metrics`` with trading metrics; the DSR counts every strategy of the book as a trial."""
-    sharpes = []
-    for daily in book.daily.values():
-        net = daily["net_pnl"].to_numpy()
-        sd = net.std(ddof=1)
-        sharpes.append(net.mean() / sd if sd > 0 else 0.0)
+    # Per-period Sharpe of every strategy tried; a strategy that never trades counts as a trial with Sharpe 0.
+    sharpes = [sharpe_ratio(daily["net_pnl"], periods_per_year=1) or 0.0 for daily in book.daily.values()]
     n_trials = max(1, len(book.daily)) * n_trials_per_strategy
     sr_variance = float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else None
     for name, daily in book.daily.items():

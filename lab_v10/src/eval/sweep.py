@@ -78,6 +78,7 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from lab_v10.src.config import (
+    read_yaml,
     NON_NEGATIVE,
     POSITIVE,
     HRMConfig,
@@ -270,12 +271,7 @@ def _check_spec(key: str, spec: ParamSpec, where: str) -> None:
 def load_space(path: str | Path) -> SweepSpace:
     """Read and check a search space file (module docstring); ConfigError names the file and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: search space file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml(path, "search space")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     allowed = sorted([f.name for f in dataclasses.fields(SweepSettings)] + ["params"])
