@@ -11,14 +11,18 @@ and early-stopped on the validation dates; then, on the test block:
 
 - Book A (yA, vol points): out-of-sample R^2 against the training-mean forecast (``r2_oos``), RMSE and rank IC
   of the HRM's mu, of the expanding mean (at each test date, the mean of every yA whose span ended by that
-  close) and of the oracle's ``expected_gap`` (the true conditional mean given the latent state: the
+  close), of the ridge baseline (LinearGapForecaster on the same daily features, alpha chosen on the
+  validation dates) and of the oracle's ``expected_gap`` (the true conditional mean given the latent state: the
   ceiling). The HRM's Gaussian NLL and 80% coverage are reported too.
 - Book B (yB): AUC, log loss, Brier and ECE on the labelled minutes of the sessions that follow the test
   dates, for the HRM, the logistic regression on the same minute features (LogisticSetupModel, fitted on
   the sessions that follow the training dates, C chosen on those after the validation dates) and the
   oracle's ``downside_first_proba`` (Monte Carlo from the latent minute state: the ceiling), with the
   constant training base rate for reference; the same scores on the minutes where the backside-short
-  setup fires (``setup_signal``; the minutes Book B trades) when both classes occur there.
+  setup fires (``setup_signal``; the minutes Book B trades) and on the minutes inside run-up episodes (the
+  oracle's latent phase is run-up or reversal at the minute's close: where the synthetic market's minute
+  signal lives; outside them the barrier race is close to a fair coin). The latent phase only selects the
+  minutes scored; no forecast sees it.
 
 Prints one JSON document (also written to ``--out``; scripts/bench_common.py) with the machine and its load;
 progress goes to stderr. ``--set KEY=VALUE`` overrides a config key (dotted path, YAML value), e.g.
@@ -42,7 +46,7 @@ import torch
 import yaml
 from bench_common import bench_parser, json_settings, load_average, machine_info, write_json
 
-from lab_v10.src.baselines.linear import LogisticSetupModel
+from lab_v10.src.baselines.linear import LinearGapForecaster, LogisticSetupModel
 from lab_v10.src.config import LabConfig, config_from_dict, config_to_dict, load_config
 from lab_v10.src.data.synthetic import generate_market
 from lab_v10.src.dataset.hrm_tokens import next_session, session_layout
@@ -59,6 +63,7 @@ QUICK_OVERRIDES = [  # --quick: a smoke run of every step in about a minute
     "data.synthetic.n_days=450", "walkforward.min_train_days=250", "walkforward.test_days=40", "train.epochs=1",
     "hrm.daily_window=16", "hrm.max_segments=1", "hrm.h.n_layers=1", "hrm.l.n_layers=1", "train.autocast_bf16=false",
 ]
+EPISODE_PHASES = ("runup", "reversal")  # latent phases where the minute signal lives (data/README.md)
 QUICK_ORACLE_PATHS = 20  # --quick: Monte Carlo paths of both oracle calls
 log = logging.getLogger("lab.bench")
 
@@ -165,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # baselines
     clock = time.perf_counter()
+    ridge_mu = LinearGapForecaster(cfg.baselines).fit(X_daily, yA, train, val).predict_daily(X_daily.loc[test])["mu"]
     logistic = LogisticSetupModel(cfg.baselines).fit(X_intraday, yB, sessions_after(train), sessions_after(val))
     logistic_proba = logistic.predict_intraday_proba(test_minutes)
-    timing["logistic_s"] = time.perf_counter() - clock
+    timing["baselines_s"] = time.perf_counter() - clock
     train_mean = float(yA.loc[train].mean())
     known_mean = expanding_mean(labelled["yA"], labelled["span_end"], test)
 
@@ -191,12 +197,19 @@ def main(argv: list[str] | None = None) -> int:
     y_b = yB.loc[scored].to_numpy(dtype=float)
     train_minutes = X_intraday.index[X_intraday["session"].isin(sessions_after(train)).to_numpy()]
     base_rate = float(yB.reindex(train_minutes).mean())  # NaN labels skipped
-    setup = X_intraday.loc[scored, "setup_signal"].to_numpy() == 1.0  # minutes where the backside setup fires
     forecasts_b = {"hrm": hrm_proba, "logistic": logistic_proba, "oracle": oracle_proba}
-    setup_scores: dict = {"n": int(setup.sum())}
-    if np.unique(y_b[setup]).size == 2:  # AUC needs both classes
-        setup_scores |= {name: classification_metrics(y_b[setup], p.loc[scored].to_numpy()[setup])
-                         for name, p in forecasts_b.items()}
+
+    def subset_scores(mask: np.ndarray) -> dict:
+        """Book B scores of every forecast on the scored minutes where ``mask`` holds (AUC needs both classes)."""
+        scores: dict = {"n": int(mask.sum())}
+        if np.unique(y_b[mask]).size == 2:
+            scores |= {name: classification_metrics(y_b[mask], p.loc[scored].to_numpy()[mask])
+                       for name, p in forecasts_b.items()}
+        return scores
+
+    setup = X_intraday.loc[scored, "setup_signal"].to_numpy() == 1.0  # minutes where the backside setup fires
+    phase = oracle.latent_minutes()["phase"].reindex(scored)  # latent phase at the close of each minute
+    episode = phase.isin(EPISODE_PHASES).to_numpy()  # selection for scoring only: no model sees the phase
     result = {
         "settings": json_settings(args),
         "machine": machine,
@@ -217,13 +230,15 @@ def main(argv: list[str] | None = None) -> int:
             "train_mean": train_mean,
             "hrm": {k: hrm_scores[k] for k in ("r2_oos", "rmse", "rank_ic", "gaussian_nll", "coverage_80")},
             "expanding_mean": point_metrics(y_a, known_mean, train_mean),
+            "ridge": point_metrics(y_a, ridge_mu.to_numpy(dtype=float), train_mean),
             "oracle_expected_gap": point_metrics(y_a, gap.to_numpy(dtype=float), train_mean),
         },
         "yB": {
             **{name: classification_metrics(y_b, p.loc[scored]) for name, p in forecasts_b.items()},
             "training_base_rate": classification_metrics(y_b, np.full(y_b.shape, base_rate)),
             "logistic_C": logistic.C_,
-            "setup_minutes": setup_scores,
+            "setup_minutes": subset_scores(setup),
+            "episode_minutes": subset_scores(episode),
         },
         "hrm_training": {
             "best_epoch": hrm.summary_.best_epoch, "epochs_run": hrm.summary_.epochs_run,

@@ -25,7 +25,9 @@ bf16 path (``HRMNet.readout`` keeps the heads in fp32, so act_rollout cannot run
 The reruns are timed between the late-window steps, so both sides of ``speedup_at_390`` = rerun ms per
 symbol / streamed ms per symbol-minute (median over minutes 391-k..390) see the same machine load.
 Targets (27M preset, batch 64): one segment at most 2 ms per symbol-minute at minute 390, and at least 100x
-faster than the rerun.
+faster than the rerun. With ``--batch 64`` the 27M result also holds ``targets.floor`` (:func:`hardware_floor`):
+the time this machine needs for just the matrix products and the KV-cache reads of that update, a lower bound
+for any implementation of the architecture in that dtype.
 """
 from __future__ import annotations
 
@@ -217,7 +219,60 @@ def bench_config(preset: str, dtype_name: str, args, sync) -> dict[str, Any]:
         }
     if preset == TARGET_PRESET:
         result["targets"] = targets(result.get(f"batch_{TARGET_BATCH}"))
+        if args.batch == TARGET_BATCH:
+            result["targets"]["floor"] = hardware_floor(twin, args, sync)
     return result
+
+
+def hardware_floor(net: HRMNet, args, sync) -> dict[str, Any]:
+    """Lower bound of one segment's ms per symbol-minute at minute 390 on this machine, batch ``args.batch``.
+
+    Two parts, measured here with the net's own weights and dtype, each the median of ``--samples`` calls:
+
+    - ``projections``: every nn.Linear of one L-layer applied to a (batch, in) input, times the layers and the
+      H_cycles x L_cycles L-updates of a segment: the matrix products a minute update cannot skip, at the
+      batch's shape, with nothing else (no attention, norms, FiLM or Python between them);
+    - ``kv_read``: one read (a sum) of the keys and values cached for 390 minutes of one (L-update, layer),
+      times the updates and layers: the memory traffic of attending at minute 390.
+
+    Their sum ignores softmax, norms and every overhead, so no implementation of this architecture in this
+    dtype beats it here; if it exceeds the target, the target needs other hardware or a changed model.
+    """
+    cfg, batch = net.cfg, args.batch
+    param = next(net.parameters())
+    layer = net.l_module.layers[0]
+    weights = [m.weight for m in layer.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = [torch.randn(batch, w.shape[1], device=param.device, dtype=param.dtype) for w in weights]
+    per_layer_flops = sum(2 * batch * w.numel() for w in weights)
+    updates = cfg.H_cycles * cfg.L_cycles
+    repeats = updates * cfg.l.n_layers
+
+    def projections() -> None:
+        with torch.inference_mode():
+            for x, w in zip(inputs, weights):
+                torch.nn.functional.linear(x, w)
+
+    attn = layer.attn
+    kv = torch.randn(2, batch, attn.n_heads, MINUTES, attn.head_dim, device=param.device, dtype=param.dtype)
+    proj_s = float(np.median(time_calls(projections, args.samples, sync)))
+    read_s = float(np.median(time_calls(lambda: kv.sum(), args.samples, sync)))
+    proj_ms = 1e3 * proj_s * repeats / batch
+    read_ms = 1e3 * read_s * repeats / batch
+    return {
+        "dtype": str(param.dtype).removeprefix("torch."),
+        "projections": {
+            "ms_per_symbol_minute": round(proj_ms, 3),
+            "mflop_per_symbol_minute": round(per_layer_flops * repeats / batch / 1e6, 3),
+            "gflops_achieved": round(per_layer_flops / proj_s / 1e9, 1),
+        },
+        "kv_read": {
+            "ms_per_symbol_minute": round(read_ms, 3),
+            "mb_per_symbol_minute": round(kv.numel() * kv.element_size() * repeats / batch / 1e6, 1),
+            "gb_per_s": round(kv.numel() * kv.element_size() / read_s / 1e9, 1),
+        },
+        "floor_ms_per_symbol_minute": round(proj_ms + read_ms, 3),
+        "target_max": TARGET_MS_PER_SYMBOL_MINUTE,
+    }
 
 
 def targets(batch_result: dict[str, Any] | None) -> dict[str, Any]:
