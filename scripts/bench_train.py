@@ -12,7 +12,7 @@ Inputs are random (``bench_train_lib.random_tensors``): ``batch`` days of ``dail
 cycles, max_segments); only the input lengths may be shorter than the preset's (the 27M preset defaults to
 64 minutes and 32 daily rows so it finishes on a CPU; the JSON says so under ``shapes``).
 
-Throughput (``train``). Timed calls of ``HRMTrainer._train_batch``, the trainer's own batch step (deep
+Throughput (``train``). Timed calls of ``HRMTrainer.train_batch``, the trainer's own batch step (deep
 supervision with one AdamW step per segment, Q-learning targets from ``HRMNet.halting_q``, halting, loss
 weighting, clipping), after ``--warmup`` untimed calls. Training runs in fp32: ``train.autocast_bf16`` is
 turned off because the peak is an fp32 matmul (and this CPU has no native bf16). The number of segments
@@ -66,7 +66,7 @@ SHAPES = {"small": (None, None, None), "27m": (2, 32, 64)}
 QUICK_SHAPES = {"small": (2, 16, 32), "27m": (1, 8, 16)}
 
 NOTES = {
-    "train": "HRMTrainer._train_batch timed per call (deep supervision, one AdamW step per segment, Q targets, "
+    "train": "HRMTrainer.train_batch timed per call (deep supervision, one AdamW step per segment, Q targets, "
     "halting, loss weighting, clipping), fp32 (train.autocast_bf16 turned off: the peak is an fp32 matmul and "
     "this CPU has no native bf16); segments per batch follow the learned halting.",
     "flops": "closed form (scripts/optimize_hrm27m.segment_flops, forward matmul FLOPs, 2 per multiply-add, at the "
@@ -96,7 +96,7 @@ NOTES = {
 
 
 def train_batch_flops(hrm: HRMConfig, t_h: int, t_l: int, batch: int, segments: int) -> dict[str, float]:
-    """Closed-form matmul FLOPs of one ``HRMTrainer._train_batch`` call that ran ``segments`` segments.
+    """Closed-form matmul FLOPs of one ``HRMTrainer.train_batch`` call that ran ``segments`` segments.
 
     ``projections`` and ``attention`` (q.k and the weighted sum of v) separately, and their ``total``; see
     the module docstring for the formula.
@@ -147,14 +147,14 @@ def make_trainer(cfg: LabConfig, batch: int, args, out_dir: Path) -> HRMTrainer:
 
 
 def train_throughput(trainer: HRMTrainer, data: HRMTensors, args, sync) -> dict[str, Any]:
-    """Timed ``_train_batch`` calls on ``data`` (one batch): samples/s and achieved GFLOP/s (closed form)."""
+    """Timed ``train_batch`` calls on ``data`` (one batch): samples/s and achieved GFLOP/s (closed form)."""
     hrm = trainer.hrm_cfg
     batch, t_h, t_l = data.x_daily.shape[0], data.x_daily.shape[1], data.x_minute.shape[1]
     rows = torch.arange(batch)
     segments: list[int] = []
 
     def one_batch() -> None:
-        step_rows, _ = trainer._train_batch(data, rows, 1, len(segments) + 1)
+        step_rows, _ = trainer.train_batch(data, rows, 1, len(segments) + 1)
         segments.append(len(step_rows))
 
     for _ in range(args.warmup):
@@ -176,10 +176,10 @@ def train_throughput(trainer: HRMTrainer, data: HRMTensors, args, sync) -> dict[
 
 
 def flop_check(trainer: HRMTrainer, data: HRMTensors) -> dict[str, Any]:
-    """FlopCounterMode over one more ``_train_batch`` call, against the closed form for its segments."""
+    """FlopCounterMode over one more ``train_batch`` call, against the closed form for its segments."""
     batch, t_h, t_l = data.x_daily.shape[0], data.x_daily.shape[1], data.x_minute.shape[1]
     with FlopCounterMode(display=False) as counter:
-        step_rows, _ = trainer._train_batch(data, torch.arange(batch), 1, 0)
+        step_rows, _ = trainer.train_batch(data, torch.arange(batch), 1, 0)
     closed = train_batch_flops(trainer.hrm_cfg, t_h, t_l, batch, len(step_rows))
     counted = counter.get_total_flops()
     return {
@@ -204,7 +204,7 @@ def bench_preset(preset: str, args, sync) -> dict[str, Any]:
     device = torch.device(args.device)
     data = random_tensors(hrm, batch, t_h, t_l, args.seed).to(device)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:  # HRMTrainer wants a run folder; _train_batch writes nothing
+    with tempfile.TemporaryDirectory() as tmp:  # HRMTrainer wants a run folder; train_batch writes nothing
         trainer = make_trainer(cfg, batch, args, Path(tmp))
         peak_before = matmul_peak(args.matmul_n, args.matmul_repeats, device, sync)
         train = train_throughput(trainer, data, args, sync)

@@ -92,7 +92,7 @@ def build_dataset(market: Market, cfg: LabConfig) -> Dataset:
     return Dataset(market, X_daily, yA, X_intraday, yB, sample_dates, span_end, next_session)
 
 
-def _sessions_for(data: Dataset, dates: pd.DatetimeIndex) -> pd.DatetimeIndex:
+def sessions_for(data: Dataset, dates: pd.DatetimeIndex) -> pd.DatetimeIndex:
     """The minute sessions whose labels belong to forecast dates ``dates`` (the next session of each)."""
     nxt = data.next_session.reindex(dates).dropna()
     return pd.DatetimeIndex(nxt.unique()).sort_values()
@@ -173,7 +173,7 @@ def _run_models(data: Dataset, folds: list[Fold], cfg: LabConfig, out_dir: Path)
         table_a = pd.DataFrame(index=test) if data.yA is not None else None
         table_b = None
         if data.X_intraday is not None:
-            test_sessions = _sessions_for(data, test)
+            test_sessions = sessions_for(data, test)
             test_minutes = data.X_intraday.index[data.X_intraday["session"].isin(test_sessions).to_numpy()]
             labelled = test_minutes[data.yB.reindex(test_minutes).notna().to_numpy()]
             table_b = pd.DataFrame(index=labelled)
@@ -194,7 +194,7 @@ def _run_models(data: Dataset, folds: list[Fold], cfg: LabConfig, out_dir: Path)
             table_b["session"] = data.X_intraday.loc[labelled, "session"].to_numpy()
             table_b["y_true"] = data.yB.loc[labelled].to_numpy()
             table_b["setup_signal"] = data.X_intraday.loc[labelled, "setup_signal"].to_numpy().astype(bool)
-            train_s, val_s = _sessions_for(data, train), _sessions_for(data, val)
+            train_s, val_s = sessions_for(data, train), sessions_for(data, val)
             for model in intraday_models:
                 model.fit(data.X_intraday, data.yB, train_s, val_s)
                 proba = model.predict_intraday_proba(X_test_minutes)

@@ -97,7 +97,7 @@ from lab_v10.src.eval.walkforward import walk_forward_folds
 from lab_v10.src.features.intraday import INTRADAY_MODEL_COLUMNS
 from lab_v10.src.options.hrm_adapter import HRMAdapter
 from lab_v10.src.param_budget import BUDGET, param_counts
-from lab_v10.src.pipeline import Dataset, _sessions_for, build_dataset
+from lab_v10.src.pipeline import Dataset, sessions_for, build_dataset
 
 log = logging.getLogger("lab.sweep")
 
@@ -360,7 +360,7 @@ def score_forecasts(adapter: HRMAdapter, data: Dataset, dates: pd.DatetimeIndex)
         scores["yA_nll"] = regression_metrics(data.yA.loc[dates], pred["mu"], pred["sigma"],
                                               adapter.train_mean_)["gaussian_nll"]
     if data.X_intraday is not None:
-        sessions = _sessions_for(data, dates)
+        sessions = sessions_for(data, dates)
         minutes = data.X_intraday.index[data.X_intraday["session"].isin(sessions).to_numpy()]
         proba = adapter.predict_intraday_proba(data.X_intraday.loc[minutes], data.X_daily)
         labelled = minutes[data.yB.reindex(minutes).notna().to_numpy()]

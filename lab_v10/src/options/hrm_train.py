@@ -534,7 +534,7 @@ class HRMTrainer:
         bar = tqdm(batches, desc=f"epoch {epoch}/{self.train_cfg.epochs}", unit="batch", leave=False, disable=None)
         for b, idx in enumerate(bar):
             lr = self.optimizer.param_groups[0]["lr"]
-            step_rows, batch_row = self._train_batch(train.subset(idx).to(self.device), idx, epoch, b + 1)
+            step_rows, batch_row = self.train_batch(train.subset(idx).to(self.device), idx, epoch, b + 1)
             for r in step_rows:
                 for k, v in r.items():
                     totals[k] = totals.get(k, 0.0) + v
@@ -552,10 +552,16 @@ class HRMTrainer:
         metrics["lr"] = lr
         return metrics
 
-    def _train_batch(
+    def train_batch(
         self, batch: HRMTensors, rows: Tensor, epoch: int, b: int
     ) -> tuple[list[dict[str, float]], dict[str, float]]:
-        """Deep supervision over one batch: (per optimizer step metrics, per batch metrics)."""
+        """Deep supervision over one batch: (per optimizer step metrics, per batch metrics).
+
+        ``batch`` is already on the trainer's device; ``rows`` (B,) are its training-sample indices (named in
+        non-finite errors); ``epoch`` and ``b`` (1-based batch number) locate the batch in those errors. One
+        optimizer step per segment until every sample halts or ``max_segments``; the scheduler is not stepped
+        (the epoch loop does that). Public for scripts/bench_train.py, which times exactly this step.
+        """
         cfg, hrm = self.train_cfg, self.hrm_cfg
         n, t_h, t_l = batch.x_daily.shape[0], batch.x_daily.shape[1], batch.x_minute.shape[1]
         carry = self.net.initial_carry(n, t_h, t_l, self.device)
