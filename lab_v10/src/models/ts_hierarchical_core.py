@@ -8,7 +8,7 @@ coarse view is the daily rows and the fine one the day's minutes. A caller suppl
                         patch_len = 1 H and L read the same window, as in the original HRM)
     x_L (B, T_L, d_L)   fine tokens (TimeSeriesHRM: one per window row)
 
-Segment (``segment``): ``H_cycles`` cycles; cycle c runs ``L_cycles`` updates
+Segment (``segment``, hrm_net.one_step_segment): ``H_cycles`` cycles; cycle c runs ``L_cycles`` updates
 ``z_L <- L(FiLM(z_L + x_L; h_c))``, then one ``z_H <- H(z_H + x_H)``, with ``h_c = norm_H(z_H[:, -1])``
 the summary of z_H at the start of the cycle (H attention is bidirectional, so its last token reads the
 whole coarse view; L attention is causal, so position t depends on fine tokens <= t only). All updates
@@ -34,7 +34,7 @@ from torch import nn
 from lab_v10.src.config import ModuleConfig
 from lab_v10.src.models.layers import RMSNorm, trunc_normal_
 from lab_v10.src.options.act_halting import ACTRollout, EvalMode, freeze_halted, halting_decision, sample_min_steps
-from lab_v10.src.options.hrm_net import FiLM, HRMCarry, ReasoningModule
+from lab_v10.src.options.hrm_net import FiLM, HRMCarry, ReasoningModule, one_step_segment
 
 Output = TypeVar("Output")
 
@@ -95,17 +95,7 @@ class HierarchicalCore(nn.Module):
 
         z_H and z_L carry the one-step gradient: only the last L- and the last H-update are on the graph.
         """
-        z_h, z_l = carry.z_H, carry.z_L
-        with torch.no_grad():
-            for c in range(self.H_cycles):
-                last_cycle = c == self.H_cycles - 1
-                h = self.summary(z_h)  # (B, d_H)
-                for _ in range(self.L_cycles - 1 if last_cycle else self.L_cycles):
-                    z_l = self.l_update(z_l, x_l, h)
-                if not last_cycle:
-                    z_h = self.h_update(z_h, x_h)
-        z_l = self.l_update(z_l, x_l, self.summary(z_h))  # the one-step gradient: last L-update ...
-        z_h = self.h_update(z_h, x_h)  # ... then the last H-update
+        z_h, z_l = one_step_segment(self, carry, x_h, x_l, self.H_cycles, self.L_cycles)
         return HRMCarry(z_h.detach(), z_l.detach()), z_h, z_l
 
 

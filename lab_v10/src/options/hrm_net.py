@@ -38,6 +38,7 @@ halts only on q_halt > q_continue) -- the bias-free counterpart of HRM's q bias 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -107,6 +108,38 @@ class FiLM(nn.Module):
 
     def forward(self, u: torch.Tensor, h: torch.Tensor) -> torch.Tensor:  # (B, T, d_L), (B, d_H)
         return u * (1.0 + self.gamma(h).unsqueeze(1)) + self.beta(h).unsqueeze(1)  # (B, T, d_L)
+
+
+class SegmentUpdates(Protocol):
+    """The three operations of a segment (HRMNet and models/ts_hierarchical_core.HierarchicalCore)."""
+
+    def summary(self, z_h: torch.Tensor) -> torch.Tensor: ...  # (B, T_H, d_H) -> (B, d_H)
+    def h_update(self, z_h: torch.Tensor, x_h: torch.Tensor) -> torch.Tensor: ...  # -> (B, T_H, d_H)
+    def l_update(self, z_l: torch.Tensor, x_l: torch.Tensor, h: torch.Tensor) -> torch.Tensor: ...  # -> (B, T_L, d_L)
+
+
+def one_step_segment(
+    net: SegmentUpdates, carry: HRMCarry, x_h: torch.Tensor, x_l: torch.Tensor, h_cycles: int, l_cycles: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The update schedule of one segment with the one-step gradient -> final z_H (B, T_H, d_H), z_L (B, T_L, d_L).
+
+    ``h_cycles`` cycles; cycle c runs ``l_cycles`` L-updates conditioned on ``h_c = summary(z_H)`` at its
+    start, then one H-update. Every update but the last L- and the last H-update runs under no_grad, so the
+    results are on the autograd graph through those two only (memory flat in cycles and segments).
+    """
+    z_h, z_l = carry.z_H, carry.z_L
+    with torch.no_grad():
+        for c in range(h_cycles):
+            last_cycle = c == h_cycles - 1
+            h = net.summary(z_h)
+            for _ in range(l_cycles - 1 if last_cycle else l_cycles):
+                z_l = net.l_update(z_l, x_l, h)
+            if not last_cycle:
+                z_h = net.h_update(z_h, x_h)
+    # one-step gradient: the last L-update (conditioned on the last cycle's summary), then the last H-update
+    z_l = net.l_update(z_l, x_l, net.summary(z_h))
+    z_h = net.h_update(z_h, x_h)
+    return z_h, z_l
 
 
 def _check_module(mc: ModuleConfig, key: str) -> None:
@@ -255,19 +288,7 @@ class HRMNet(nn.Module):
     ) -> tuple[HRMCarry, HRMSegmentOutput]:
         """One segment from ``carry``; returns (detached new carry, outputs). See the module docstring."""
         x_h, x_l = self.embed_inputs(x_daily, x_minute, minute_mask)  # (B, T_H, d_H), (B, T_L, d_L)
-        z_h, z_l = carry.z_H, carry.z_L
-        n_h, n_l = self.cfg.H_cycles, self.cfg.L_cycles
-        with torch.no_grad():
-            for c in range(n_h):
-                last_cycle = c == n_h - 1
-                h = self.summary(z_h)
-                for _ in range(n_l - 1 if last_cycle else n_l):
-                    z_l = self.l_update(z_l, x_l, h)
-                if not last_cycle:
-                    z_h = self.h_update(z_h, x_h)
-        # one-step gradient: the last L-update (conditioned on the last cycle's summary), then the last H-update
-        z_l = self.l_update(z_l, x_l, self.summary(z_h))
-        z_h = self.h_update(z_h, x_h)
+        z_h, z_l = one_step_segment(self, carry, x_h, x_l, self.cfg.H_cycles, self.cfg.L_cycles)
         return HRMCarry(z_h.detach(), z_l.detach()), self.readout(z_h, z_l)
 
     def forward(
