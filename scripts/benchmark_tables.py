@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
-STREAM_FILES = ("bench_stream_27m_fp32.json", "bench_stream_27m_bf16.json", "bench_stream_small.json")  # bench_stream.py outputs, in table order
+# bench_stream.py outputs, in table order
+STREAM_FILES = ("bench_stream_27m_fp32.json", "bench_stream_27m_bf16.json", "bench_stream_small.json")
 
 
 def _load(name: str) -> dict:
