@@ -14,6 +14,7 @@ from lab_v10.src.eval.metrics import (
     expected_max_sharpe,
     max_drawdown,
     metrics_by_fold,
+    paired_differences,
     probabilistic_sharpe_ratio,
     regression_metrics,
     sharpe_moments,
@@ -245,3 +246,21 @@ def test_metrics_by_fold_has_one_row_per_fold_and_a_pooled_row():
     assert table["mean"].tolist() == [3.0, 3.0, 3.0] and table["n"].tolist() == [2, 3, 5]
     with pytest.raises(ValueError, match="fold_col: expected a column"):
         metrics_by_fold(frame, "split", len)
+
+
+def test_paired_differences_pairs_runs_and_counts_strict_wins():
+    model, baseline = [0.30, 0.10, 0.50, 0.20], [0.10, 0.10, 0.20, 0.40]
+    out = paired_differences(model, baseline)
+    diffs = np.array(model) - np.array(baseline)
+    assert out["per_run"] == pytest.approx(diffs.tolist())
+    assert out["mean"] == pytest.approx(diffs.mean())
+    assert out["se"] == pytest.approx(diffs.std(ddof=1) / 2.0)
+    assert out["wins"] == 2 and out["n"] == 4  # a tie (run 2) is not a win
+    assert paired_differences([0.4], [0.1])["se"] is None
+
+
+def test_paired_differences_rejects_misaligned_or_missing_scores():
+    with pytest.raises(ValueError, match="baseline: expected 2 rows"):
+        paired_differences([0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="model: expected finite values"):
+        paired_differences([0.1, float("nan")], [0.1, 0.2])

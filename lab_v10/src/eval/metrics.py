@@ -304,7 +304,7 @@ def deflated_sharpe_ratio(
 
 
 # ----------------------------------------------------------------------------------------------
-# Per-fold aggregation
+# Aggregation over folds and runs
 
 
 def metrics_by_fold(frame: pd.DataFrame, fold_col: str, fn: Callable[[pd.DataFrame], dict]) -> pd.DataFrame:
@@ -317,6 +317,21 @@ def metrics_by_fold(frame: pd.DataFrame, fold_col: str, fn: Callable[[pd.DataFra
     rows = {fold: fn(part) for fold, part in frame.groupby(fold_col, sort=True)}
     rows["all"] = fn(frame)
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(fold_col)
+
+
+def paired_differences(model: Any, baseline: Any) -> dict[str, Any]:
+    """The scores of a model and a baseline paired by run (e.g. one per seed): ``per_run`` = model -
+    baseline, their ``mean``, the standard error of the mean (sample sd with ddof 1 over sqrt(n); None for
+    a single run), ``wins`` (runs where the model scores strictly higher) and ``n``. Higher is better."""
+    m = _finite_1d("model", model)
+    diffs = m - _finite_1d("baseline", baseline, m.size)
+    return {
+        "per_run": diffs.tolist(),
+        "mean": float(diffs.mean()),
+        "se": float(diffs.std(ddof=1) / np.sqrt(diffs.size)) if diffs.size > 1 else None,
+        "wins": int((diffs > 0).sum()),
+        "n": int(diffs.size),
+    }
 
 
 # ----------------------------------------------------------------------------------------------
