@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from lab_v10.src.options.loss_weighting import (
+    UNCERTAINTY_MAX_LOG_VAR,
     FixedWeighting,
     GradNormWeighting,
     UncertaintyWeighting,
@@ -65,6 +66,22 @@ def test_uncertainty_lowers_the_noisier_task_weight_towards_inverse_loss():
     # stationary point of exp(-s) L + s is s = log L: the noisy task (loss ~ noise variance 4) is there
     assert final[1].item() == pytest.approx(4.0, rel=0.2)
     assert weighting.log_vars[1].item() == pytest.approx(math.log(final[1].item()), abs=0.1)
+
+
+def test_uncertainty_weight_stays_bounded_when_a_loss_is_negative():
+    # exp(-s) L + s has no minimum for L <= 0 (a Gaussian NLL with a learned variance can go there): without
+    # the clamp s falls without end; with it, s stops at -UNCERTAINTY_MAX_LOG_VAR and the weight stays finite
+    weighting = UncertaintyWeighting(2)
+    opt = torch.optim.Adam(weighting.parameters(), lr=0.5)
+    losses = torch.tensor([-0.5, 0.7])
+    for _ in range(200):
+        opt.zero_grad()
+        weighting(losses, BOTH).backward()
+        opt.step()
+        weighting.after_step()
+    assert weighting.log_vars[0].item() == pytest.approx(-UNCERTAINTY_MAX_LOG_VAR)
+    assert weighting.weights()[0].item() == pytest.approx(math.exp(UNCERTAINTY_MAX_LOG_VAR))
+    assert weighting.log_vars[1].item() == pytest.approx(math.log(0.7), abs=0.05)  # a positive loss: s = log L
 
 
 def test_gradnorm_raises_the_slower_task_weight_and_keeps_the_sum():

@@ -17,6 +17,11 @@ Methods
     uncertainty  ``sum_k exp(-s_k) L_k + s_k`` with a learnable log-variance ``s_k`` per task (init 0),
                  Kendall, Gal & Cipolla (2018) in the common ``s = log sigma^2`` form. At the optimum
                  ``s_k = log L_k``, so the weight ``exp(-s_k) = 1 / L_k`` falls for the noisier task.
+                 The method assumes positive losses: while ``L_k <= 0`` (a Gaussian NLL with a learned
+                 variance gets there once the head fits its training samples) there is no optimum and
+                 ``s_k`` keeps falling, so ``after_step`` clamps ``s`` to ``+-UNCERTAINTY_MAX_LOG_VAR``:
+                 no weight leaves ``[exp(-c), exp(c)]``. The clamp never acts while every loss stays
+                 between ``exp(-c)`` and ``exp(c)`` nats.
     gradnorm     ``sum_k w_k L_k`` with weights ``w_k`` (init 1) trained by GradNorm, Chen et al. (2018):
                  ``G_k = ||grad_W (w_k L_k)||_2`` on the shared parameters W, ``r_k = Lt_k / mean(Lt)``
                  with the inverse training rate ``Lt_k = L_k(t) / L_k(0)`` (``L_k(0)``: the task's first
@@ -43,6 +48,7 @@ from torch import nn
 WeightingKind = Literal["uncertainty", "gradnorm", "fixed"]
 GRADNORM_LOSS_FLOOR = 1e-8  # smallest loss used in GradNorm's loss ratio L(t) / L(0)
 GRADNORM_MIN_WEIGHT = 1e-3  # weights are clamped here before renormalising, so they stay positive
+UNCERTAINTY_MAX_LOG_VAR = 10.0  # |s_k| bound: uncertainty weights stay within [exp(-10), exp(10)] = [4.5e-5, 2.2e4]
 
 
 class LossWeighting(nn.Module, abc.ABC):
@@ -99,6 +105,11 @@ class UncertaintyWeighting(LossWeighting):
         s = self.log_vars.float()  # (K,)
         per_task = torch.exp(-s) * losses.float() + s  # (K,)
         return torch.where(present, per_task, 0.0).sum()
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """Clamp the log-variances to +-UNCERTAINTY_MAX_LOG_VAR (a task loss <= 0 would drive s to -inf)."""
+        self.log_vars.clamp_(-UNCERTAINTY_MAX_LOG_VAR, UNCERTAINTY_MAX_LOG_VAR)
 
 
 class GradNormWeighting(LossWeighting):
