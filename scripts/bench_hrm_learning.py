@@ -59,7 +59,7 @@ import yaml
 from bench_common import bench_parser, json_settings, load_average, machine_info, write_json
 
 from lab_v10.src.baselines.linear import LinearGapForecaster, LogisticSetupModel
-from lab_v10.src.config import LabConfig, config_from_dict, config_to_dict, load_config
+from lab_v10.src.config import LabConfig, WalkForwardConfig, config_from_dict, config_to_dict, load_config
 from lab_v10.src.data.synthetic import generate_market
 from lab_v10.src.dataset.hrm_tokens import next_session, session_layout
 from lab_v10.src.errors import ConfigError
@@ -107,7 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="oracle Monte Carlo paths per minute for downside_first_proba (stderr <= 0.5/sqrt(n))")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--workers", type=int, default=1, help="seeds scored in parallel (processes of --threads each)")
-    p.add_argument("--run-dir", type=Path, help="HRM checkpoints and logs, seed_N/ per seed (default: a temporary folder)")
+    p.add_argument("--run-dir", type=Path,
+                   help="HRM checkpoints and logs, one seed_N/ folder per seed (default: a temporary folder)")
     args = p.parse_args(argv)
     if args.seeds and len(set(args.seeds)) != len(args.seeds):
         p.error(f"--seeds: expected distinct seeds, got {args.seeds}")
@@ -151,6 +152,11 @@ def point_metrics(y: np.ndarray, mu: np.ndarray, train_mean: float) -> dict:
     return {k: scores[k] for k in ("r2_oos", "rmse", "rank_ic")}
 
 
+def one_split(cfg: LabConfig) -> WalkForwardConfig:
+    """The config's walk-forward reduced to its last fold: one expanding train/validation/test split."""
+    return dataclasses.replace(cfg.walkforward, scheme="expanding", n_folds=1)
+
+
 def score_seed(cfg: LabConfig, seed: int, gap_paths: int, proba_paths: int, threads: int, run_dir: Path) -> dict:
     """Market ``seed``, the HRM (model seed ``seed``), the baselines and the oracle on one split -> scores."""
     torch.set_num_threads(threads)
@@ -168,7 +174,7 @@ def score_seed(cfg: LabConfig, seed: int, gap_paths: int, proba_paths: int, thre
     timing["data_s"] = time.perf_counter() - clock
 
     labelled = labels.daily.loc[X_daily.index].dropna(subset=["yA"])  # the sample dates: features and a label
-    wf = dataclasses.replace(cfg.walkforward, scheme="expanding", n_folds=1)
+    wf = one_split(cfg)
     (fold,) = walk_forward_folds(labelled.index, pd.DatetimeIndex(labelled["span_end"]), wf)
     train, val, test = (labelled.index[i] for i in (fold.train_idx, fold.val_idx, fold.test_idx))
     log.info("seed %d: %s", seed, fold.describe())
@@ -274,6 +280,7 @@ def score_seed(cfg: LabConfig, seed: int, gap_paths: int, proba_paths: int, thre
 
 
 def _score(result: dict, path: tuple[str, ...]) -> float:
+    """The score at ``path`` (MEAN_SCORES) in one seed's result (KeyError when the seed lacks it)."""
     for key in path:
         result = result[key]
     return float(result)
@@ -320,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {
             "overrides": overrides, "seeds": seeds, "synthetic": config_to_dict(cfg.data.synthetic),
             "hrm": per_seed[0]["hrm_config"], "train": config_to_dict(cfg.train),
-            "walkforward": config_to_dict(dataclasses.replace(cfg.walkforward, scheme="expanding", n_folds=1)),
+            "walkforward": config_to_dict(one_split(cfg)),
             "labels": config_to_dict(cfg.labels), "oracle_gap_paths": gap_paths, "oracle_proba_paths": proba_paths,
         },
         "summary": summarize(per_seed),
