@@ -268,15 +268,24 @@ def score_seed(cfg: LabConfig, seed: int, gap_paths: int, proba_paths: int, thre
             "episode_minutes": subset_scores(episode),
         },
         "hrm_training": {
-            "best_epoch": hrm.summary_.best_epoch, "epochs_run": hrm.summary_.epochs_run,
-            "best_val_loss": hrm.summary_.best_val_loss, "optimizer_steps": hrm.summary_.steps,
-            "parameters": hrm.trainer_.net.param_counts()["total"],
-            "test_segments_daily": {int(k): int(v) for k, v in daily_steps.value_counts().sort_index().items()},
-            "test_segments_minutes": {int(k): int(v) for k, v in minute_steps.value_counts().sort_index().items()},
-            "log": str(hrm.summary_.log_path),
+            "ensemble_size": len(hrm.summaries_),
+            "best_epoch": [s.best_epoch for s in hrm.summaries_],
+            "epochs_run": [s.epochs_run for s in hrm.summaries_],
+            "best_val_loss": [s.best_val_loss for s in hrm.summaries_],
+            "optimizer_steps": [s.steps for s in hrm.summaries_],
+            "parameters_per_network": hrm.trainers_[0].net.param_counts()["total"],
+            "test_segments_daily": segment_counts(daily_steps),
+            "test_segments_minutes": segment_counts(minute_steps),
+            "logs": [str(s.log_path) for s in hrm.summaries_],
         },
         "timing_s": timing,
     }
+
+
+def segment_counts(steps: pd.DataFrame) -> dict[int, int]:
+    """ACT segments used -> how many (sample, ensemble member) pairs used that many (``last_steps_``)."""
+    counts = pd.Series(steps.to_numpy().ravel()).value_counts().sort_index()
+    return {int(k): int(v) for k, v in counts.items()}
 
 
 def _score(result: dict, path: tuple[str, ...]) -> float:

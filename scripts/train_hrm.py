@@ -2,13 +2,14 @@
 
     python scripts/train_hrm.py --config config/small.yaml --out runs/hrm
     torchrun --standalone --nproc-per-node 4 scripts/train_hrm.py --config config/default_hrm27m.yaml --out runs/hrm
-    python scripts/train_hrm.py --config config/small.yaml --out runs/hrm2 --resume runs/hrm/last.pt
+    python scripts/train_hrm.py --config config/small.yaml --out runs/hrm2 --resume runs/hrm
 
 The data and device flags are main_v3.py's (lab_v10/src/cli.py: --data, --daily, --iv, --minutes,
 --minutes-tz, --tz, --calendar, --fill-missing-minutes, --n-days, --device). Training uses the first
 walk-forward fold's training and validation rows, or --train-end DATE with the next --val-days sample dates
 as validation (purged). ``train.batch_size`` is the global batch, split evenly over the ranks. Rank 0 writes
-best.pt, last.pt, train_log.csv, hrm_adapter.pt and train_summary.json into --out. Multi-node launch and
+best.pt, last.pt, train_log.csv (into member_k/ per member of an ensemble), hrm_adapter.pt and
+train_summary.json into --out. Multi-node launch and
 the rank semantics: docs/scale_out.md and lab_v10/src/options/hrm_ddp.py.
 
 Bad input exits with status 2 and one message (on every rank), no traceback.
@@ -36,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-days", type=int, help="validation sample dates after --train-end (default: "
                    "walkforward.val_days)")
     p.add_argument("--out", type=Path, required=True, help="run folder (rank 0 writes it)")
-    p.add_argument("--resume", type=Path, help="a last.pt to continue from (readable by every rank)")
+    p.add_argument("--resume", type=Path, help="a last.pt (or the interrupted run's folder; an ensemble needs "
+                   "the folder) to continue from, readable by every rank")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -55,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = apply_data_flags(load_config(args.config), args)
         train_end = parse_date(args.train_end)
-        if args.resume is not None and not args.resume.is_file():
-            raise ConfigError(f"--resume: {args.resume}: checkpoint not found")
+        if args.resume is not None and not args.resume.exists():
+            raise ConfigError(f"--resume: {args.resume}: checkpoint or run folder not found")
         from lab_v10.src.options.hrm_ddp import distributed_context, train_hrm  # heavy imports after the checks
 
         with distributed_context(cfg.train.device) as ctx:
@@ -69,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if ctx.is_main:
-        print(f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation loss "
-              f"{summary['best_val_loss']:.4f} nats, {summary['steps']} steps on {summary['world_size']} rank(s), "
-              f"{summary['seconds']:.1f} s")
-        print(f"checkpoint: {summary['checkpoint_path']}")
-        print(f"adapter: {summary['adapter_path']}")
+        for k, member in enumerate(summary["members"]):
+            print(f"member {k}: best epoch {member['best_epoch']} of {member['epochs_run']}: validation loss "
+                  f"{member['best_val_loss']:.4f} nats, {member['steps']} steps, checkpoint "
+                  f"{member['checkpoint_path']}")
+        print(f"{summary['world_size']} rank(s), {summary['seconds']:.1f} s; adapter: {summary['adapter_path']}")
     return 0
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lab_v10.src.config import load_config
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -27,7 +29,12 @@ def test_quick_run_scores_each_seed_and_pairs_them_in_the_summary(tmp_path):
     assert document["config"]["seeds"] == [3, 4] and [r["seed"] for r in document["per_seed"]] == [3, 4]
     # each seed is its own market: different training labels, and its own run folder
     assert document["per_seed"][0]["yA"]["train_mean"] != document["per_seed"][1]["yA"]["train_mean"]
-    assert all((tmp_path / "runs" / f"seed_{s}" / "best.pt").is_file() for s in (3, 4))
+    size = document["per_seed"][0]["hrm_training"]["ensemble_size"]
+    assert size == load_config(REPO / "config/small.yaml").train.ensemble_size
+    folders = [tmp_path / "runs" / f"seed_{s}" / f"member_{k}" for s in (3, 4) for k in range(size)]
+    assert all((folder / "best.pt").is_file() for folder in folders)
+    segments = document["per_seed"][0]["hrm_training"]["test_segments_daily"]
+    assert sum(segments.values()) == size * document["per_seed"][0]["split"]["test"][2]  # (date, member) pairs
     summary = document["summary"]
     hrm = [r["yA"]["hrm"]["r2_oos"] for r in document["per_seed"]]
     mean = [r["yA"]["expanding_mean"]["r2_oos"] for r in document["per_seed"]]

@@ -22,7 +22,7 @@ from lab_v10.src.dataset.hrm_tokens import daily_windows, minute_tokens, next_se
 from lab_v10.src.features.daily import build_daily_features
 from lab_v10.src.features.intraday import INTRADAY_MODEL_COLUMNS, build_intraday_features
 from lab_v10.src.features.labels import make_daily_labels, make_intraday_labels
-from lab_v10.src.options.hrm_adapter import HRMAdapter, HRMModel
+from lab_v10.src.options.hrm_adapter import HRMAdapter, HRMModel, member_seeds
 from lab_v10.src.options.hrm_train import HRMTensors
 
 WINDOW = 8
@@ -143,14 +143,14 @@ def test_fit_and_predict_both_books(fitted, market):
     assert daily["mu"].std() > 0  # the forecast varies with the window
     pd.testing.assert_series_equal(fitted.predict_daily_mu(X_daily), daily["mu"])
     steps = fitted.last_steps_
-    assert steps.index.equals(daily.index)
-    assert steps.between(1, fitted.hrm_config_.max_segments).all()
+    assert steps.index.equals(daily.index) and list(steps.columns) == ["member_0"]
+    assert ((steps >= 1) & (steps <= fitted.hrm_config_.max_segments)).all().all()
 
     proba = fitted.predict_intraday_proba(X_intraday, X_daily)
     pd.testing.assert_index_equal(proba.index, X_intraday.index)
     assert ((proba > 0) & (proba < 1)).all()
-    assert fitted.last_steps_.size == X_intraday["session"].nunique()
-    assert fitted.summary_ is not None
+    assert fitted.last_steps_.shape == (X_intraday["session"].nunique(), 1)
+    assert len(fitted.summaries_) == 1 and fitted.summaries_[0].best_epoch >= 1
 
 
 def test_dates_without_a_full_daily_window_are_dropped_and_logged(market, tmp_path, caplog):
@@ -172,15 +172,16 @@ def test_head_a_does_not_depend_on_minutes(fitted, market):
     assert (pair >= 0).sum() >= 20  # most dates have real minutes here
     minute_values = fitted.minute_scaler_.transform(X_intraday[list(INTRADAY_MODEL_COLUMNS)].to_numpy())
     tokens = minute_tokens(minute_values, None, sessions, pair)
-    with_minutes = fitted.trainer_.predict(HRMTensors(
+    with_minutes = fitted.trainers_[0].predict(HRMTensors(
         x_daily=torch.from_numpy(daily_windows(values, ends, WINDOW).astype(np.float32)),
         x_minute=torch.from_numpy(tokens.x.astype(np.float32)),
         minute_mask=torch.from_numpy(tokens.mask),
         y_a=torch.full((ends.size,), float("nan")),
         y_b=torch.from_numpy(tokens.y.astype(np.float32)),
     ))
-    mu = with_minutes.mu.astype(float) * fitted.y_std_ + fitted.y_mean_
-    sigma = np.exp(with_minutes.log_var.astype(float) / 2.0) * fitted.y_std_
+    iv = X_daily["iv"].to_numpy()[ends]  # hrm.gap_scale_column: Head A forecasts yA / iv
+    mu = (with_minutes.mu.astype(float) * fitted.y_std_ + fitted.y_mean_) * iv
+    sigma = np.sqrt(np.exp(with_minutes.log_var.astype(float))) * fitted.y_std_ * iv
     np.testing.assert_array_equal(mu, daily["mu"].to_numpy())
     np.testing.assert_array_equal(sigma, daily["sigma"].to_numpy())
     assert np.isfinite(with_minutes.proba_b[tokens.mask]).all() and np.isnan(with_minutes.proba_b[~tokens.mask]).all()
@@ -273,7 +274,7 @@ def test_non_training_rows_never_reach_the_fitted_model(market, tmp_path):
         np.testing.assert_array_equal(getattr(a, scaler).mean_, getattr(b, scaler).mean_)
         np.testing.assert_array_equal(getattr(a, scaler).scale_, getattr(b, scaler).scale_)
     assert (a.y_mean_, a.y_std_) == (b.y_mean_, b.y_std_)
-    for (name, wa), wb in zip(a.trainer_.net.state_dict().items(), b.trainer_.net.state_dict().values()):
+    for (name, wa), wb in zip(a.trainers_[0].net.state_dict().items(), b.trainers_[0].net.state_dict().values()):
         assert torch.equal(wa, wb), name
     before, after = a.predict_daily(X_daily), b.predict_daily(X_daily2)
     pd.testing.assert_frame_equal(before.iloc[: cut - WINDOW + 1], after.iloc[: cut - WINDOW + 1])
@@ -310,6 +311,82 @@ def test_save_load_gives_identical_predictions(fitted, market, tmp_path):
     with pytest.raises(ValueError, match="not an HRM adapter checkpoint"):
         torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
         HRMAdapter.load(tmp_path / "other.pt")
+
+
+# ----------------------------------------------------------------------------------------------
+# Head A's target scale
+
+
+def test_head_a_forecasts_the_gap_in_units_of_the_days_implied_vol(market, tmp_path):
+    """gap_scale_column 'iv' is the same fit as forecasting yA / iv in vol points and multiplying back."""
+    X_daily, X_intraday, yA, yB, train, val = market
+    cfg = tiny_config(epochs=1)
+    scaled = HRMAdapter(cfg, tmp_path / "iv").fit(X_daily, X_intraday, yA, yB, train, val)
+    plain_cfg = dataclasses.replace(cfg, hrm=dataclasses.replace(cfg.hrm, gap_scale_column=None))
+    ratio = (yA / X_daily["iv"]).dropna()
+    plain = HRMAdapter(plain_cfg, tmp_path / "plain").fit(X_daily, X_intraday, ratio, yB, train, val)
+    assert scaled.y_mean_ == pytest.approx(plain.y_mean_) and scaled.y_std_ == pytest.approx(plain.y_std_)
+    window_dates = X_daily.index[WINDOW - 1 :]
+    assert scaled.train_mean_ == pytest.approx(yA.loc[train.intersection(window_dates)].mean())  # vol points
+    a, b = scaled.predict_daily(X_daily), plain.predict_daily(X_daily)
+    iv = X_daily["iv"].loc[a.index]
+    np.testing.assert_allclose(a["mu"], b["mu"] * iv, rtol=1e-4)
+    np.testing.assert_allclose(a["sigma"], b["sigma"] * iv, rtol=1e-4)
+
+    with pytest.raises(ValueError, match=r"X_daily: no column 'iv' \(hrm.gap_scale_column"):
+        HRMAdapter(cfg, tmp_path / "x").fit(X_daily.drop(columns="iv"), X_intraday, yA, yB, train, val)
+    zero = X_daily.copy()
+    zero.loc[train[10], "iv"] = 0.0  # a training date with a full window
+    row = X_daily.index.get_loc(train[10])
+    with pytest.raises(ValueError, match=rf"column 'iv' at row {row} \({train[10].date()}\) is 0.0 \(expected > 0"):
+        HRMAdapter(cfg, tmp_path / "z").fit(zero, X_intraday, yA, yB, train, val)
+
+
+# ----------------------------------------------------------------------------------------------
+# Ensembles
+
+
+def test_an_ensemble_is_the_mixture_of_independently_trained_members(market, tmp_path):
+    """Member k equals a single network fitted with seed member_seeds(seed)[k]; mu, sigma^2 and the minute
+    probabilities are the equally weighted mixture's; each member has its own run folder; save/load keeps it."""
+    X_daily, X_intraday, yA, yB, train, val = market
+    cfg = tiny_config(epochs=1, ensemble_size=2)
+    seeds = member_seeds(cfg.seed, 2)
+    assert seeds[0] == cfg.seed and seeds[1] != seeds[0] and seeds == member_seeds(cfg.seed, 2)
+    ensemble = HRMAdapter(cfg, tmp_path / "ens").fit(X_daily, X_intraday, yA, yB, train, val)
+    assert [(tmp_path / "ens" / f"member_{k}" / "best.pt").is_file() for k in range(2)] == [True, True]
+    singles = [
+        HRMAdapter(tiny_config(epochs=1), tmp_path / f"single_{k}")
+        for k in range(2)
+    ]
+    for single, seed in zip(singles, seeds):
+        single.config = dataclasses.replace(single.config, seed=seed)
+        single.fit(X_daily, X_intraday, yA, yB, train, val)
+
+    daily = ensemble.predict_daily(X_daily)
+    members = [single.predict_daily(X_daily) for single in singles]
+    mus = np.stack([m["mu"].to_numpy() for m in members])  # (2, N)
+    assert not np.allclose(mus[0], mus[1])  # the members differ
+    np.testing.assert_allclose(daily["mu"], mus.mean(axis=0), rtol=1e-6)
+    variance = np.stack([m["sigma"].to_numpy() ** 2 for m in members]).mean(axis=0) + mus.var(axis=0)
+    np.testing.assert_allclose(daily["sigma"] ** 2, variance, rtol=1e-5)
+    steps = pd.concat([s.last_steps_["member_0"] for s in singles], axis=1, keys=["member_0", "member_1"])
+    pd.testing.assert_frame_equal(ensemble.last_steps_, steps)
+
+    proba = ensemble.predict_intraday_proba(X_intraday, X_daily)
+    mean = np.mean([s.predict_intraday_proba(X_intraday, X_daily).to_numpy() for s in singles], axis=0)
+    np.testing.assert_allclose(proba.to_numpy(), mean, rtol=1e-6)
+    day = ensemble.predict_intraday_proba_for_day(X_intraday, "2024-03-05", X_daily)
+    pd.testing.assert_series_equal(day, proba.loc[day.index])
+
+    loaded = HRMAdapter.load(ensemble.save(tmp_path / "ens.pt"), tmp_path / "loaded")
+    pd.testing.assert_frame_equal(loaded.predict_daily(X_daily), daily)
+    pd.testing.assert_series_equal(loaded.predict_intraday_proba(X_intraday, X_daily), proba)
+    state = torch.load(tmp_path / "ens.pt", map_location="cpu", weights_only=True)
+    state["nets"] = state["nets"][:1]
+    torch.save(state, tmp_path / "cut.pt")
+    with pytest.raises(ValueError, match=r"cut.pt: 1 networks stored, expected train.ensemble_size=2"):
+        HRMAdapter.load(tmp_path / "cut.pt")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -369,7 +446,7 @@ def test_bad_fit_inputs_raise_clear_errors(market, tmp_path):
     too_long = r"X_intraday: session 2024-02-21 has 3\d minutes \(expected at most hrm.minutes_per_day=30\)"
     with pytest.raises(ValueError, match=too_long):
         long_day.fit(X_daily, X_intraday, yA, yB, train, val)
-    assert not hasattr(model, "trainer_")
+    assert not hasattr(model, "trainers_")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -232,7 +232,7 @@ def test_holdout_split_purges_labels_that_reach_validation(tiny_data):
 def test_script_resumes_an_interrupted_run_exactly(tmp_path, tiny_config, tiny_data, monkeypatch):
     cfg, _ = tiny_data
     full = train_hrm(cfg, tmp_path / "full", DistContext())
-    assert full["epochs_run"] == 2 and full["world_size"] == 1
+    assert full["members"][0]["epochs_run"] == 2 and full["world_size"] == 1
 
     original = DistributedHRMTrainer._train_epoch
 
@@ -250,11 +250,42 @@ def test_script_resumes_an_interrupted_run_exactly(tmp_path, tiny_config, tiny_d
                                           "--resume", str(tmp_path / "killed" / "last.pt")])
     assert code == 0
     summary = json.loads((tmp_path / "resumed" / "train_summary.json").read_text())
-    assert summary["epochs_run"] == 2 and summary["steps"] == full["steps"]
+    assert summary["members"][0]["epochs_run"] == 2 and summary["members"][0]["steps"] == full["members"][0]["steps"]
     assert_same_state(load_checkpoint(tmp_path / "resumed" / "last.pt")["model"],
                       load_checkpoint(tmp_path / "full" / "last.pt")["model"])
     adapter = HRMAdapter.load(tmp_path / "resumed" / "hrm_adapter.pt")  # an ordinary adapter file
     assert adapter.predict_daily(tiny_data[1].X_daily)["sigma"].gt(0).all()
+
+
+def test_an_ensemble_run_resumes_from_its_folder_exactly(tmp_path, tiny_data, monkeypatch):
+    """Killed in member 1's second epoch: resuming from the run folder restores the finished member 0,
+    continues member 1 and ends with the uninterrupted run's weights and forecasts."""
+    cfg, data = tiny_data
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ensemble_size=2))
+    full = train_hrm(cfg, tmp_path / "full", DistContext())
+    assert [m["epochs_run"] for m in full["members"]] == [2, 2]
+    assert [Path(m["checkpoint_path"]).parent.name for m in full["members"]] == ["member_0", "member_1"]
+
+    original = DistributedHRMTrainer._train_epoch
+
+    def killed_in_member_1(self, train, epoch):
+        if self.out_dir.name == "member_1" and epoch == 2:
+            raise KeyboardInterrupt("killed in member 1, epoch 2")
+        return original(self, train, epoch)
+
+    monkeypatch.setattr(DistributedHRMTrainer, "_train_epoch", killed_in_member_1)
+    with pytest.raises(KeyboardInterrupt):
+        train_hrm(cfg, tmp_path / "killed", DistContext())
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match="expected the interrupted run's folder"):
+        train_hrm(cfg, tmp_path / "bad", DistContext(), resume_from=tmp_path / "killed" / "member_1" / "last.pt")
+
+    resumed = train_hrm(cfg, tmp_path / "resumed", DistContext(), resume_from=tmp_path / "killed")
+    assert [m["steps"] for m in resumed["members"]] == [m["steps"] for m in full["members"]]
+    assert_same_state(load_checkpoint(tmp_path / "resumed" / "member_1" / "last.pt")["model"],
+                      load_checkpoint(tmp_path / "full" / "member_1" / "last.pt")["model"])
+    before, after = (HRMAdapter.load(tmp_path / name / "hrm_adapter.pt") for name in ("full", "resumed"))
+    pd.testing.assert_frame_equal(after.predict_daily(data.X_daily), before.predict_daily(data.X_daily))
 
 
 def test_torchrun_two_ranks_train_like_one_process(tmp_path, tiny_config, tiny_data):
@@ -268,7 +299,8 @@ def test_torchrun_two_ranks_train_like_one_process(tmp_path, tiny_config, tiny_d
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "ddp" / "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["backend"] == "gloo" and summary["rank_batch"] == 16
-    assert summary["train_rows"] == single["train_rows"] == 147 and summary["steps"] == single["steps"]
+    assert summary["train_rows"] == single["train_rows"] == 147
+    assert summary["members"][0]["steps"] == single["members"][0]["steps"]
     ranks, one = (load_checkpoint(tmp_path / name / "last.pt")["model"] for name in ("ddp", "single"))
     for key, value in one.items():
         torch.testing.assert_close(ranks[key], value, rtol=1e-5, atol=1e-6, msg=key)
@@ -277,7 +309,8 @@ def test_torchrun_two_ranks_train_like_one_process(tmp_path, tiny_config, tiny_d
 def test_script_errors_exit_2_with_one_message(tmp_path, tiny_config, capsys):
     script = load_script("train_hrm")
     code = script.main(["--config", str(tiny_config), "--out", str(tmp_path), "--resume", str(tmp_path / "no.pt")])
-    assert code == 2 and capsys.readouterr().err == f"error: --resume: {tmp_path / 'no.pt'}: checkpoint not found\n"
+    expected = f"error: --resume: {tmp_path / 'no.pt'}: checkpoint or run folder not found\n"
+    assert code == 2 and capsys.readouterr().err == expected
     code = script.main(["--config", str(tiny_config), "--out", str(tmp_path), "--val-days", "10"])
     assert code == 2
     assert capsys.readouterr().err.endswith("error: --val-days: needs --train-end (without it the first walk-forward "

@@ -149,6 +149,10 @@ class HRMConfig:
     daily_features: int = checked(18, POSITIVE)  # F_d: 18 daily features with iv; set from the table at fit time
     minute_features: int = checked(10, POSITIVE)  # F_m: len(INTRADAY_MODEL_COLUMNS); set at fit time
     daily_window: int = checked(192, POSITIVE)  # H tokens: the daily rows ending at d-1
+    # Head A learns yA / X_daily[gap_scale_column] at the forecast date (the gap in units of that day's
+    # implied vol, so forecasts scale with the vol level) and its mu, sigma are multiplied back to vol points;
+    # null: Head A learns yA in vol points (hrm_adapter.py).
+    gap_scale_column: str | None = "iv"
     minutes_per_day: int = checked(390, POSITIVE)  # L tokens: the day's minutes
     H_cycles: int = checked(2, POSITIVE)
     L_cycles: int = checked(2, POSITIVE)
@@ -182,6 +186,9 @@ class TrainConfig:
     skip_nonfinite: bool = False  # skip (and count) a batch with a non-finite loss or gradient, else raise
     deterministic: bool = False  # torch.use_deterministic_algorithms during fit (matters on CUDA)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # Networks trained independently (own initialisation and batch order) on the same samples; the adapter
+    # averages their forecasts (hrm_adapter.py). 1 = the single HRM of the paper.
+    ensemble_size: int = checked(1, POSITIVE)
 
 
 @dataclass
@@ -262,7 +269,7 @@ class BaselineConfig:
 class LabConfig:
     """The whole lab configuration."""
 
-    seed: int = 0
+    seed: int = checked(0, NON_NEGATIVE)  # every random draw (data, initialisation, batch order) derives from it
     models: list[str] = field(default_factory=lambda: ["hrm", "har", "linear", "lgbm", "logistic", "rule"])
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)

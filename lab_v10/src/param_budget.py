@@ -117,6 +117,7 @@ def recipe_table(cfg: LabConfig, markdown: bool = False) -> str:
         ("train.batch_size", t.batch_size), ("train.epochs", t.epochs), ("train.patience", t.patience),
         ("train.grad_clip", t.grad_clip), ("train.autocast_bf16", t.autocast_bf16),
         ("train.loss_weighting", t.loss_weighting), ("train.ponder_cost", t.ponder_cost),
+        ("train.ensemble_size", t.ensemble_size), ("hrm.gap_scale_column", h.gap_scale_column),
         ("hrm.H_cycles", h.H_cycles), ("hrm.L_cycles", h.L_cycles), ("hrm.max_segments", h.max_segments),
         ("hrm.halt_exploration_prob", h.halt_exploration_prob), ("hrm.eval_halting", h.eval_halting),
         ("hrm.halt_nll_threshold", f"{h.halt_nll_threshold:.4f}"),

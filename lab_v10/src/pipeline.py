@@ -156,7 +156,7 @@ def _run_models(data: Dataset, folds: list[Fold], cfg: LabConfig, out_dir: Path)
 
     Returns the Book A forecast table (test dates), the Book B forecast table (labelled test minutes, for
     scoring), the Book B probabilities of every test minute (for trading: minutes whose label horizon runs
-    past the close have no label but can still be traded) and the HRM's ACT segments per prediction.
+    past the close have no label but can still be traded) and the HRM's ACT segments per prediction and member.
     """
     names = list(dict.fromkeys(cfg.models))
     daily_models_names = [n for n in names if n != "hrm"]
@@ -212,14 +212,14 @@ def _run_models(data: Dataset, folds: list[Fold], cfg: LabConfig, out_dir: Path)
                 table_a["sigma_hrm"] = pred["sigma"].to_numpy()
                 if "train_mean" not in table_a:
                     table_a["train_mean"] = hrm.train_mean_
-                steps.append(hrm.last_steps_.reindex(test).to_numpy())
+                steps.append(hrm.last_steps_.reindex(test).to_numpy().ravel())  # per (test date, member)
             if table_b is not None:
                 proba = hrm.predict_intraday_proba(X_test_minutes, data.X_daily).reindex(test_minutes)
                 if proba.isna().any():
                     raise ValueError(f"hrm: no probability for test minute {proba.index[proba.isna()][0]}")
                 trade_b["hrm"] = proba.to_numpy()
                 table_b["proba_hrm"] = proba.loc[labelled].to_numpy()
-                steps.append(hrm.last_steps_.to_numpy())  # one entry per test session
+                steps.append(hrm.last_steps_.to_numpy().ravel())  # per (test session, member)
         if table_a is not None:
             rows_a.append(table_a)
         if table_b is not None:

@@ -122,7 +122,7 @@ def segments_histogram_png(segments: np.ndarray) -> bytes:
     ax.bar(values, counts, width=0.8)
     ax.set_xticks(values)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("HRM: ACT segments used per test sample (learned halting)")
+    ax.set_title("HRM: ACT segments used per test sample and member (learned halting)")
     ax.set_xlabel("Segments run (count)")
     ax.set_ylabel("Test samples (count)")
     ax.grid(alpha=0.3, axis="y")

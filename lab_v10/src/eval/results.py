@@ -45,7 +45,8 @@ class RunResult:
     - ``book_a``, ``book_b``: per-strategy trading results; ``portfolio``: per-strategy combined results
       (daily DataFrame with at least ``portfolio`` and the weights) and ``portfolio_metrics``.
     - ``winners``: ``{section: {metric: model}}`` — which model won each headline metric.
-    - ``hrm_segments``: ACT segments used per test sample by the HRM (empty if the HRM did not run).
+    - ``hrm_segments``: ACT segments used per test sample and ensemble member by the HRM (empty if the HRM
+      did not run).
     - ``n_trials``: the number of configurations tried (1 for a single run; a sweep's count otherwise),
       used for the deflated Sharpe ratio.
     """

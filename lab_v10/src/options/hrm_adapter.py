@@ -18,9 +18,19 @@ the full ``X_daily`` history when predicting, not just the test rows.
 Preprocessing is fitted on the training samples only: a StandardScaler of the daily features on the
 ``X_daily`` rows of the training dates, one of the minute features
 (:data:`~lab_v10.src.features.intraday.INTRADAY_MODEL_COLUMNS`) on every minute of the training samples'
-sessions, and the mean and standard deviation of ``yA`` over the training labels; the network is trained on
-the standardized target and its forecasts are mapped back to vol points. Training, early stopping on the
+sessions, and the mean and standard deviation of Head A's target over the training labels; the network is
+trained on the standardized target and its forecasts are mapped back to vol points. Head A's target is
+``yA(t) / X_daily[hrm.gap_scale_column](t)`` (default ``iv``: the gap in units of the implied vol known at the
+close of *t*; a causal scale, so a forecast still reads rows ``<= t`` only), and ``mu`` and ``sigma`` are
+multiplied by the same value; with ``gap_scale_column: null`` the target is ``yA`` in vol points. Training, early stopping on the
 validation samples and the restore of the best weights are :class:`~lab_v10.src.options.hrm_train.HRMTrainer`'s.
+
+Ensemble (``train.ensemble_size`` = K). ``fit`` trains K networks one after the other on the same samples and
+scalers, member *k* from its own seed (:func:`member_seeds`: initialisation and batch order) into its own
+folder (``out_dir/member_k``; ``out_dir`` itself when K = 1). The forecasts are the mixture of the members'
+(Lakshminarayanan et al. 2017): ``mu`` is the members' mean, ``sigma^2`` their mean variance plus the variance
+of their ``mu``, and the minute probability the mean of theirs. Each member reads only what a single network
+reads, so the time semantics above hold for the ensemble.
 
 Input conventions and checks are those of :mod:`lab_v10.src.baselines.base` (a bad table, date, label or
 value raises ValueError naming it).
@@ -55,7 +65,7 @@ from lab_v10.src.options.hrm_train import HRMPredictions, HRMTensors, HRMTrainer
 
 logger = logging.getLogger("lab.hrm")
 
-CHECKPOINT_FORMAT = "lab_v10.hrm_adapter/1"  # the "format" key of a saved adapter
+CHECKPOINT_FORMAT = "lab_v10.hrm_adapter/2"  # the "format" key of a saved adapter (2: one net per member)
 NO_SESSIONS = Sessions(np.zeros(0, "datetime64[ns]"), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
@@ -133,6 +143,40 @@ def _scaler_from_state(state: dict) -> StandardScaler:
     return scaler
 
 
+def member_seeds(seed: int, ensemble_size: int) -> list[int]:
+    """The seed of each ensemble member: ``seed`` itself for member 0 (so K = 1 is the plain network), then
+    independent draws ``SeedSequence([seed, k])`` for member k >= 1 (uint32, fit for torch.manual_seed)."""
+    return [seed] + [int(np.random.SeedSequence([seed, k]).generate_state(1)[0]) for k in range(1, ensemble_size)]
+
+
+@dataclasses.dataclass
+class EnsemblePredictions:
+    """The members' outputs combined; standardized yA units for ``mu`` and ``var``.
+
+    mu, var (N,) float64: mixture mean and variance of Head A; proba_b (N, T_L) float64: mean Head-B
+    probability per minute (NaN at padded minutes); steps (N, K) int64: ACT segments each member used.
+    """
+
+    mu: np.ndarray
+    var: np.ndarray
+    proba_b: np.ndarray
+    steps: np.ndarray
+
+
+def combine_members(preds: list[HRMPredictions]) -> EnsemblePredictions:
+    """Mixture of equally weighted members: mean mu, mean variance + variance of mu, mean probability."""
+    mu = np.stack([p.mu for p in preds]).astype(np.float64)  # (K, N)
+    var = np.exp(np.stack([p.log_var for p in preds]).astype(np.float64))  # (K, N)
+    proba = np.stack([p.proba_b for p in preds]).astype(np.float64)  # (K, N, T_L)
+    mean = mu.mean(axis=0)  # (N,)
+    return EnsemblePredictions(
+        mu=mean,
+        var=var.mean(axis=0) + ((mu - mean) ** 2).mean(axis=0),
+        proba_b=proba.mean(axis=0),
+        steps=np.stack([p.steps for p in preds], axis=1).astype(np.int64),
+    )
+
+
 def _build_net(hrm: HRMConfig, seed: int) -> HRMNet:
     """HRMNet(hrm) initialised from ``seed`` without touching torch's global random state."""
     with torch.random.fork_rng(devices=[]):
@@ -158,10 +202,12 @@ class HRMAdapter:
 
     Fitted attributes: ``hrm_config_`` (the HRMConfig with the table widths), ``daily_columns_``,
     ``daily_scaler_`` and ``minute_scaler_`` (StandardScalers; the latter None for daily-only data),
-    ``y_mean_``, ``y_std_`` (vol points), ``train_mean_`` (= ``y_mean_``, the R^2 benchmark),
-    ``trainer_``, ``summary_`` (the trainer's TrainSummary; None after :meth:`load`). ``last_steps_``: ACT
-    segments used per sample of the latest prediction, a Series indexed by forecast date
-    (:meth:`predict_daily`) or session date (the intraday methods).
+    ``y_mean_``, ``y_std_`` (of Head A's target: yA over the scale column, or vol points without one),
+    ``train_mean_`` (mean training yA in vol points, the R^2 benchmark),
+    ``trainers_`` (one HRMTrainer per ensemble member, holding its network), ``summaries_`` (their
+    TrainSummary, in member order; empty after :meth:`load`). ``last_steps_``: ACT segments used per sample
+    of the latest prediction, a DataFrame with one int column per member (``member_0``, ...) indexed by
+    forecast date (:meth:`predict_daily`) or session date (the intraday methods).
     """
 
     name = "hrm"
@@ -192,7 +238,7 @@ class HRMAdapter:
         only: Head A's loss is masked, ``train_mean_`` is None and ``predict_daily`` is meaningless. Returns
         ``self``.
         """
-        self.__dict__.pop("trainer_", None)  # a fit that fails below leaves the adapter unfitted
+        self.__dict__.pop("trainers_", None)  # a fit that fails below leaves the adapter unfitted
         if (X_intraday is None) != (yB is None):
             raise ValueError("X_intraday, yB: expected both (minute features and their labels) or neither")
         columns = list(X_daily.columns) if isinstance(X_daily, pd.DataFrame) else []
@@ -210,12 +256,14 @@ class HRMAdapter:
         self.daily_columns_ = columns
         self.daily_scaler_ = StandardScaler().fit(daily[train_pos])
         if has_gap_label:
+            self.train_mean_ = float(np.mean(y_train))
+            y_train = y_train / self._gap_scale(X_daily, train_pos)
+            y_val = y_val / self._gap_scale(X_daily, val_pos)
             self.y_mean_, self.y_std_ = float(np.mean(y_train)), float(np.std(y_train))
             if not self.y_std_ > 0:
                 raise ValueError(
-                    f"yA: all {y_train.size} training labels equal {self.y_mean_} (expected a spread to standardize)"
+                    f"yA: all {y_train.size} training targets equal {self.y_mean_} (expected a spread to standardize)"
                 )
-            self.train_mean_ = self.y_mean_
         else:
             y_train, y_val = np.full(y_train.shape, np.nan), np.full(y_val.shape, np.nan)
             self.y_mean_, self.y_std_, self.train_mean_ = 0.0, 1.0, None
@@ -251,9 +299,40 @@ class HRMAdapter:
         )
         train = self._sample_tensors(daily, train_pos, minutes, labels, train_sessions, y_train)
         val = self._sample_tensors(daily, val_pos, minutes, labels, val_sessions, y_val)
-        self.trainer_ = self._trainer(_build_net(self.hrm_config_, self.config.seed))
-        self.summary_ = self.trainer_.fit(train, val)
+        trainers, self.summaries_ = [], []
+        seeds = member_seeds(self.config.seed, self.config.train.ensemble_size)
+        for member, seed in enumerate(seeds):
+            if len(seeds) > 1:
+                logger.info("hrm: training ensemble member %d of %d (seed %d)", member + 1, len(seeds), seed)
+            trainer = self._trainer(_build_net(self.hrm_config_, seed), member, seed)
+            self.summaries_.append(trainer.fit(train, val))
+            trainers.append(trainer)
+        self.trainers_ = trainers
         return self
+
+    def _gap_scale(self, X_daily: pd.DataFrame, rows: np.ndarray) -> np.ndarray | float:
+        """``X_daily[hrm.gap_scale_column]`` at positions ``rows`` (N,), checked > 0; 1.0 without a scale column."""
+        column = self.config.hrm.gap_scale_column
+        if column is None:
+            return 1.0
+        if column not in X_daily.columns:
+            raise ValueError(
+                f"X_daily: no column {column!r} (hrm.gap_scale_column: Head A forecasts yA / {column}; pass daily "
+                f"features with implied vol, or set hrm.gap_scale_column: null to forecast yA in vol points)"
+            )
+        scale = X_daily[column].to_numpy(dtype=float)[rows]  # (N,)
+        bad = np.flatnonzero(~(scale > 0))
+        if bad.size:
+            row = rows[bad[0]]
+            raise ValueError(
+                f"X_daily: column {column!r} at row {row} ({X_daily.index[row].date()}) is {scale[bad[0]]} "
+                f"(expected > 0: hrm.gap_scale_column divides yA)"
+            )
+        return scale
+
+    def member_dir(self, member: int) -> Path:
+        """The run folder of ensemble member ``member``: ``out_dir`` for a single network, else out_dir/member_k."""
+        return self.out_dir if self.config.train.ensemble_size == 1 else self.out_dir / f"member_{member}"
 
     def _with_history(
         self, dates: pd.DatetimeIndex, y: pd.Series, role: str
@@ -289,7 +368,7 @@ class HRMAdapter:
         y_a: np.ndarray,
     ) -> HRMTensors:
         """Standardized samples: windows ending at row ``ends`` ``(N,)``, the minutes of session positions
-        ``sessions`` ``(N,)`` (-1: none) and ``y_a`` ``(N,)`` in vol points (NaN: no Head-A label)."""
+        ``sessions`` ``(N,)`` (-1: none) and Head A's target ``y_a`` ``(N,)`` (NaN: no label), standardized here."""
         x_daily = daily_windows(self.daily_scaler_.transform(daily), ends, self.hrm_config_.daily_window)
         if minutes is None:
             tokens = minute_tokens(np.zeros((0, self.hrm_config_.minute_features)), None, NO_SESSIONS, sessions)
@@ -297,9 +376,10 @@ class HRMAdapter:
             tokens = minute_tokens(self.minute_scaler_.transform(minutes.values), labels, minutes.sessions, sessions)
         return _tensors(x_daily, tokens, (y_a - self.y_mean_) / self.y_std_)
 
-    def _trainer(self, net: HRMNet) -> HRMTrainer:
-        cfg = self.config
-        return HRMTrainer(net, self.hrm_config_, cfg.train, self.out_dir, seed=cfg.seed, device=cfg.train.device)
+    def _trainer(self, net: HRMNet, member: int, seed: int) -> HRMTrainer:
+        """The trainer of ensemble member ``member`` (its batch order drawn from ``seed``)."""
+        train = self.config.train
+        return HRMTrainer(net, self.hrm_config_, train, self.member_dir(member), seed=seed, device=train.device)
 
     # ------------------------------------------------------------------------------------------
     # Predict
@@ -308,7 +388,7 @@ class HRMAdapter:
         """Head A for every row *t* of ``X_daily`` with ``daily_window`` rows of history (earlier rows are
         absent): ``mu`` (expected gap) and ``sigma`` (its standard deviation, > 0), vol points, indexed by
         the forecast date *t*. Reads rows ``<= t`` only; no minutes enter (an all-masked L input)."""
-        require_fitted(self, "trainer_")
+        require_fitted(self, "trainers_")
         daily = daily_table(X_daily, self.daily_columns_)
         window = self.hrm_config_.daily_window
         if len(daily) < window:
@@ -319,8 +399,9 @@ class HRMAdapter:
         no_minutes = np.full(ends.shape, -1)
         samples = self._sample_tensors(daily, ends, None, None, no_minutes, np.full(ends.shape, np.nan))
         pred = self._predict(samples, X_daily.index[ends])
-        mu = pred.mu.astype(float) * self.y_std_ + self.y_mean_
-        sigma = np.exp(pred.log_var.astype(float) / 2.0) * self.y_std_
+        scale = self._gap_scale(X_daily, ends)  # (N,) or 1.0
+        mu = (pred.mu * self.y_std_ + self.y_mean_) * scale
+        sigma = np.sqrt(pred.var) * self.y_std_ * scale
         return pd.DataFrame({"mu": mu, "sigma": sigma}, index=X_daily.index[ends])
 
     def predict_daily_mu(self, X_daily: pd.DataFrame) -> pd.Series:
@@ -334,7 +415,7 @@ class HRMAdapter:
         minutes ``<= m``. All sessions run in batches; the result equals
         :meth:`predict_intraday_proba_for_day` day by day. ValueError when a session lacks that history.
         """
-        require_fitted(self, "trainer_")
+        require_fitted(self, "trainers_")
         return self._session_proba(self._checked_minutes(X_intraday), X_daily)
 
     def predict_intraday_proba_for_day(
@@ -346,7 +427,7 @@ class HRMAdapter:
         Short days and missing minutes are fine. ValueError when ``day`` has no minutes or ``X_daily`` has
         fewer than ``daily_window`` rows before it.
         """
-        require_fitted(self, "trainer_")
+        require_fitted(self, "trainers_")
         if not isinstance(X_intraday, pd.DataFrame) or "session" not in X_intraday.columns:
             raise ValueError("X_intraday: expected a DataFrame with a 'session' column (session date of each minute)")
         date = pd.Timestamp(day)
@@ -383,11 +464,12 @@ class HRMAdapter:
         samples = _tensors(x_daily, tokens, np.full(dates.shape, np.nan))
         pred = self._predict(samples, pd.DatetimeIndex(dates))
         # sessions are ascending and contiguous, so the real minutes in (sample, offset) order are the rows in order
-        return pd.Series(pred.proba_b[tokens.mask].astype(float), index=minutes.index, name="proba")
+        return pd.Series(pred.proba_b[tokens.mask], index=minutes.index, name="proba")
 
-    def _predict(self, samples: HRMTensors, keys: pd.DatetimeIndex) -> HRMPredictions:
-        pred = self.trainer_.predict(samples)
-        self.last_steps_ = pd.Series(np.asarray(pred.steps, dtype=np.int64), index=keys, name="steps")
+    def _predict(self, samples: HRMTensors, keys: pd.DatetimeIndex) -> EnsemblePredictions:
+        pred = combine_members([trainer.predict(samples) for trainer in self.trainers_])
+        columns = [f"member_{k}" for k in range(pred.steps.shape[1])]
+        self.last_steps_ = pd.DataFrame(pred.steps, index=keys, columns=columns)
         return pred
 
     # ------------------------------------------------------------------------------------------
@@ -399,17 +481,19 @@ class HRMAdapter:
         Only tensors and primitive containers are stored, so :meth:`load` reads it with
         ``torch.load(weights_only=True)``.
         """
-        require_fitted(self, "trainer_")
-        net = self.trainer_.net
+        require_fitted(self, "trainers_")
         state = {
             "format": CHECKPOINT_FORMAT,
             "config": config_to_dict(dataclasses.replace(self.config, hrm=self.hrm_config_)),
-            "net": {k: v.detach().to("cpu") for k, v in net.state_dict().items()},
+            "nets": [
+                {k: v.detach().to("cpu") for k, v in trainer.net.state_dict().items()} for trainer in self.trainers_
+            ],
             "daily_columns": list(self.daily_columns_),
             "daily_scaler": _scaler_state(self.daily_scaler_),
             "minute_scaler": None if self.minute_scaler_ is None else _scaler_state(self.minute_scaler_),
             "y_mean": self.y_mean_,
             "y_std": self.y_std_,
+            "train_mean": self.train_mean_,
         }
         with atomic_output(path) as tmp:
             torch.save(state, tmp)
@@ -431,11 +515,19 @@ class HRMAdapter:
         adapter.daily_scaler_ = _scaler_from_state(state["daily_scaler"])
         adapter.minute_scaler_ = None if state["minute_scaler"] is None else _scaler_from_state(state["minute_scaler"])
         adapter.y_mean_, adapter.y_std_ = float(state["y_mean"]), float(state["y_std"])
-        adapter.train_mean_ = adapter.y_mean_
-        net = _build_net(config.hrm, config.seed)
-        net.load_state_dict(state["net"])
-        adapter.trainer_ = adapter._trainer(net)
-        adapter.summary_ = None
+        adapter.train_mean_ = None if state["train_mean"] is None else float(state["train_mean"])
+        seeds = member_seeds(config.seed, config.train.ensemble_size)
+        if len(state["nets"]) != len(seeds):
+            raise ValueError(
+                f"{path}: {len(state['nets'])} networks stored, expected train.ensemble_size={len(seeds)}"
+            )
+        trainers = []
+        for member, (seed, weights) in enumerate(zip(seeds, state["nets"])):
+            net = _build_net(config.hrm, seed)
+            net.load_state_dict(weights)
+            trainers.append(adapter._trainer(net, member, seed))
+        adapter.trainers_ = trainers
+        adapter.summaries_ = []
         return adapter
 
 

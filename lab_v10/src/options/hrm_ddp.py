@@ -36,6 +36,9 @@ What makes W ranks train like one process (:class:`DistributedHRMTrainer`, over 
 - **Files.** Rank 0 alone writes ``best.pt``, ``last.pt``, ``train_log.csv`` and TensorBoard scalars; at the
   end it loads ``best.pt`` and broadcasts the weights. ``--resume`` reads the checkpoint on every rank
   (a shared filesystem, or a copy at the same path on each node).
+- **Ensembles.** With ``train.ensemble_size`` K > 1 the K members train one after the other, every rank
+  taking part in each, member k writing into ``member_k/`` of the run folder; ``--resume`` then names the
+  interrupted run's folder (:meth:`DistributedHRMAdapter.member_resume_path`).
 
 With ``halt_exploration_prob`` 0 (or a fixed segment count), the fixed or uncertainty weighting and a sample
 count that W divides (no sampler padding), W ranks with a global batch B follow the single-process run with
@@ -68,7 +71,7 @@ from lab_v10.src.eval.walkforward import walk_forward_folds
 from lab_v10.src.options.checkpoint import atomic_write
 from lab_v10.src.options.hrm_adapter import HRMAdapter
 from lab_v10.src.options.hrm_net import HRMCarry, HRMNet, HRMSegmentOutput
-from lab_v10.src.options.hrm_train import TASKS, HRMTensors, HRMTrainer, TrainSummary, resolve_device
+from lab_v10.src.options.hrm_train import LAST_CHECKPOINT, TASKS, HRMTensors, HRMTrainer, TrainSummary, resolve_device
 from lab_v10.src.pipeline import Dataset, build_dataset
 
 log = logging.getLogger("lab.ddp")
@@ -271,8 +274,9 @@ class DistributedHRMTrainer(HRMTrainer):
 
 
 class DistributedHRMAdapter(HRMAdapter):
-    """:class:`HRMAdapter` whose trainer is a :class:`DistributedHRMTrainer` for ``ctx`` (resuming
-    ``resume_from`` when given). Its saved file is an ordinary adapter file for :meth:`HRMAdapter.load`."""
+    """:class:`HRMAdapter` whose trainers are :class:`DistributedHRMTrainer` for ``ctx``, resuming the
+    interrupted run ``resume_from`` when given (:meth:`member_resume_path`). Its saved file is an ordinary
+    adapter file for :meth:`HRMAdapter.load`."""
 
     def __init__(
         self,
@@ -285,10 +289,33 @@ class DistributedHRMAdapter(HRMAdapter):
         self.ctx = ctx
         self.resume_from = resume_from
 
-    def _trainer(self, net: HRMNet) -> DistributedHRMTrainer:
+    def member_resume_path(self, member: int) -> Path | None:
+        """The ``last.pt`` member ``member`` resumes from, or None (it trains from the start).
+
+        A single network resumes ``resume_from`` itself (a ``last.pt``, or a run folder holding one). An
+        ensemble resumes from the interrupted run's folder: member k from ``member_k/last.pt`` when that
+        member had begun (a finished member only restores its best weights), else from the start; its seed
+        is the same as in the interrupted run, so the result equals the uninterrupted run's.
+        """
+        if self.resume_from is None:
+            return None
+        run = Path(self.resume_from)
+        if self.config.train.ensemble_size == 1:
+            return run / LAST_CHECKPOINT if run.is_dir() else run
+        if not run.is_dir():
+            raise ConfigError(
+                f"--resume: {run}: expected the interrupted run's folder (it holds member_0/, member_1/, ...) "
+                f"for train.ensemble_size={self.config.train.ensemble_size}"
+            )
+        path = run / f"member_{member}" / LAST_CHECKPOINT
+        if member == 0 and not path.is_file():
+            raise ConfigError(f"--resume: {path}: checkpoint not found (expected member 0 of an ensemble run)")
+        return path if path.is_file() else None
+
+    def _trainer(self, net: HRMNet, member: int, seed: int) -> DistributedHRMTrainer:
         return DistributedHRMTrainer(
-            net, self.hrm_config_, self.config.train, self.out_dir, seed=self.config.seed, ctx=self.ctx,
-            resume_from=self.resume_from,
+            net, self.hrm_config_, self.config.train, self.member_dir(member), seed=seed, ctx=self.ctx,
+            resume_from=self.member_resume_path(member),
         )
 
 
@@ -354,9 +381,10 @@ def train_hrm(
     resume_from: Path | None = None,
 ) -> dict:
     """Fit the HRM of ``cfg`` on its data (every rank), rank 0 writing ``out_dir``: the trainer's ``best.pt``,
-    ``last.pt`` and ``train_log.csv``, the fitted adapter ``hrm_adapter.pt`` and ``train_summary.json``.
+    ``last.pt`` and ``train_log.csv`` (per ensemble member in ``member_k/`` when ``train.ensemble_size`` > 1),
+    the fitted adapter ``hrm_adapter.pt`` and ``train_summary.json``.
 
-    Returns the summary (the JSON's content) on every rank.
+    Returns the summary (the JSON's content) on every rank; ``members`` holds each member's TrainSummary.
     """
     t0 = time.perf_counter()
     data = build_dataset(load_market(cfg.data, cfg.seed), cfg)
@@ -368,7 +396,10 @@ def train_hrm(
     adapter = DistributedHRMAdapter(cfg, out_dir, ctx, resume_from)
     adapter.fit(data.X_daily, data.X_intraday, data.yA, data.yB, split.train, split.val)
     summary = {
-        **{k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(adapter.summary_).items()},
+        "members": [
+            {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(summary).items()}
+            for summary in adapter.summaries_
+        ],
         "world_size": ctx.world_size,
         "backend": ctx.backend,
         "device": str(ctx.device),
