@@ -27,6 +27,9 @@ SwiGLU), then Head B at the halting segment. The H-module runs only in ``start_d
 
 Time semantics: the probability returned for minute m uses daily rows <= d-1 (``x_daily`` of
 ``start_day``) and minutes <= m of day d.
+
+Ensembles (``train.ensemble_size`` > 1): a streamer serves one network; stream an HRMAdapter's ensemble with
+one streamer per ``adapter.trainers_[k].net`` and average their probabilities, as the adapter does.
 """
 from __future__ import annotations
 
