@@ -281,6 +281,8 @@ def test_an_ensemble_run_resumes_from_its_folder_exactly(tmp_path, tiny_data, mo
         train_hrm(cfg, tmp_path / "bad", DistContext(), resume_from=tmp_path / "killed" / "member_1" / "last.pt")
 
     resumed = train_hrm(cfg, tmp_path / "resumed", DistContext(), resume_from=tmp_path / "killed")
+    finished = tmp_path / "resumed" / "member_0" / "last.pt"  # copied over, so this folder resumes too
+    assert finished.read_bytes() == (tmp_path / "killed" / "member_0" / "last.pt").read_bytes()
     assert [m["steps"] for m in resumed["members"]] == [m["steps"] for m in full["members"]]
     assert_same_state(load_checkpoint(tmp_path / "resumed" / "member_1" / "last.pt")["model"],
                       load_checkpoint(tmp_path / "full" / "member_1" / "last.pt")["model"])

@@ -676,7 +676,8 @@ class HRMTrainer:
         }
 
     def _resume(self, path: Path, n_train: int) -> None:
-        """Restore everything from ``path`` (a last.pt) and copy the run's best.pt into out_dir if needed."""
+        """Restore everything from ``path`` (a last.pt) and copy it and the run's best.pt into out_dir if it
+        lies elsewhere, so out_dir can itself be resumed even before its first epoch ends."""
         payload = load_checkpoint(path, self.device)
         mismatched = [
             f"{section}.{key}"
@@ -700,3 +701,6 @@ class HRMTrainer:
                 raise ValueError(f"{path}: the run's best checkpoint {best_source} is missing")
             data = best_source.read_bytes()
             atomic_write(self.best_checkpoint, lambda handle: handle.write(data))
+        if self.writes_files and path.resolve() != self.last_checkpoint.resolve():
+            last = path.read_bytes()
+            atomic_write(self.last_checkpoint, lambda handle: handle.write(last))
