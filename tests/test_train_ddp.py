@@ -229,22 +229,27 @@ def test_holdout_split_purges_labels_that_reach_validation(tiny_data):
         holdout_split(data, cfg.walkforward, pd.Timestamp(data.sample_dates[-6]), 20)
 
 
+def kill_in_epoch_two(cfg, out_dir: Path, folder: str, monkeypatch) -> None:
+    """Run ``train_hrm`` into ``out_dir`` and kill it at the start of epoch 2 of the trainer writing ``folder``."""
+    original = DistributedHRMTrainer._train_epoch
+
+    def train_epoch(self, train, epoch):
+        if self.out_dir.name == folder and epoch == 2:
+            raise KeyboardInterrupt(f"killed in {folder}, epoch 2")
+        return original(self, train, epoch)
+
+    monkeypatch.setattr(DistributedHRMTrainer, "_train_epoch", train_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_hrm(cfg, out_dir, DistContext())
+    monkeypatch.undo()
+
+
 def test_script_resumes_an_interrupted_run_exactly(tmp_path, tiny_config, tiny_data, monkeypatch):
     cfg, _ = tiny_data
     full = train_hrm(cfg, tmp_path / "full", DistContext())
     assert full["members"][0]["epochs_run"] == 2 and full["world_size"] == 1
 
-    original = DistributedHRMTrainer._train_epoch
-
-    def killed_in_epoch_two(self, train, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt("killed in epoch 2")
-        return original(self, train, epoch)
-
-    monkeypatch.setattr(DistributedHRMTrainer, "_train_epoch", killed_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        train_hrm(cfg, tmp_path / "killed", DistContext())
-    monkeypatch.undo()
+    kill_in_epoch_two(cfg, tmp_path / "killed", "killed", monkeypatch)
 
     code = load_script("train_hrm").main(["--config", str(tiny_config), "--out", str(tmp_path / "resumed"),
                                           "--resume", str(tmp_path / "killed" / "last.pt")])
@@ -266,17 +271,7 @@ def test_an_ensemble_run_resumes_from_its_folder_exactly(tmp_path, tiny_data, mo
     assert [m["epochs_run"] for m in full["members"]] == [2, 2]
     assert [Path(m["checkpoint_path"]).parent.name for m in full["members"]] == ["member_0", "member_1"]
 
-    original = DistributedHRMTrainer._train_epoch
-
-    def killed_in_member_1(self, train, epoch):
-        if self.out_dir.name == "member_1" and epoch == 2:
-            raise KeyboardInterrupt("killed in member 1, epoch 2")
-        return original(self, train, epoch)
-
-    monkeypatch.setattr(DistributedHRMTrainer, "_train_epoch", killed_in_member_1)
-    with pytest.raises(KeyboardInterrupt):
-        train_hrm(cfg, tmp_path / "killed", DistContext())
-    monkeypatch.undo()
+    kill_in_epoch_two(cfg, tmp_path / "killed", "member_1", monkeypatch)
     with pytest.raises(ConfigError, match="expected the interrupted run's folder"):
         train_hrm(cfg, tmp_path / "bad", DistContext(), resume_from=tmp_path / "killed" / "member_1" / "last.pt")
 
