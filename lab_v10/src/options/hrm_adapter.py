@@ -22,8 +22,9 @@ sessions, and the mean and standard deviation of Head A's target over the traini
 trained on the standardized target and its forecasts are mapped back to vol points. Head A's target is
 ``yA(t) / X_daily[hrm.gap_scale_column](t)`` (default ``iv``: the gap in units of the implied vol known at the
 close of *t*; a causal scale, so a forecast still reads rows ``<= t`` only), and ``mu`` and ``sigma`` are
-multiplied by the same value; with ``gap_scale_column: null`` the target is ``yA`` in vol points. Training, early stopping on the
-validation samples and the restore of the best weights are :class:`~lab_v10.src.options.hrm_train.HRMTrainer`'s.
+multiplied by the same value; with ``gap_scale_column: null`` the target is ``yA`` in vol points. Training,
+early stopping on the validation samples and the restore of the best weights are
+:class:`~lab_v10.src.options.hrm_train.HRMTrainer`'s.
 
 Ensemble (``train.ensemble_size`` = K). ``fit`` trains K networks one after the other on the same samples and
 scalers, member *k* from its own seed (:func:`member_seeds`: initialisation and batch order) into its own
