@@ -272,6 +272,7 @@ def score_seed(cfg: LabConfig, seed: int, gap_paths: int, proba_paths: int, thre
             "best_epoch": [s.best_epoch for s in hrm.summaries_],
             "epochs_run": [s.epochs_run for s in hrm.summaries_],
             "best_val_loss": [s.best_val_loss for s in hrm.summaries_],
+            "head_b_best_epoch": [s.head_b_best_epoch for s in hrm.summaries_],  # None under joint stopping
             "optimizer_steps": [s.steps for s in hrm.summaries_],
             "parameters_per_network": hrm.trainers_[0].net.param_counts()["total"],
             "test_segments_daily": segment_counts(daily_steps),

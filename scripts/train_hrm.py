@@ -8,8 +8,8 @@ The data and device flags are main_v3.py's (lab_v10/src/cli.py: --data, --daily,
 --minutes-tz, --tz, --calendar, --fill-missing-minutes, --n-days, --device). Training uses the first
 walk-forward fold's training and validation rows, or --train-end DATE with the next --val-days sample dates
 as validation (purged). ``train.batch_size`` is the global batch, split evenly over the ranks. Rank 0 writes
-best.pt, last.pt, train_log.csv (into member_k/ per member of an ensemble), hrm_adapter.pt and
-train_summary.json into --out. Multi-node launch and
+best.pt (and best_head_b.pt under train.early_stopping: per_head), last.pt, train_log.csv (into member_k/
+per member of an ensemble), hrm_adapter.pt and train_summary.json into --out. Multi-node launch and
 the rank semantics: docs/scale_out.md and lab_v10/src/options/hrm_ddp.py.
 
 Bad input exits with status 2 and one message (on every rank), no traceback.
@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"member {k}: best epoch {member['best_epoch']} of {member['epochs_run']}: validation loss "
                   f"{member['best_val_loss']:.4f} nats, {member['steps']} steps, checkpoint "
                   f"{member['checkpoint_path']}")
+            if member["head_b_best_epoch"] is not None:  # per-head early stopping
+                print(f"member {k}: Head B best epoch {member['head_b_best_epoch']}: validation log loss "
+                      f"{member['head_b_best_val']:.4f} nats, checkpoint {member['head_b_checkpoint_path']}")
         print(f"{summary['world_size']} rank(s), {summary['seconds']:.1f} s; adapter: {summary['adapter_path']}")
     return 0
 

@@ -23,7 +23,7 @@ from lab_v10.src.features.daily import build_daily_features
 from lab_v10.src.features.intraday import INTRADAY_MODEL_COLUMNS, build_intraday_features
 from lab_v10.src.features.labels import make_daily_labels, make_intraday_labels
 from lab_v10.src.options.hrm_adapter import HRMAdapter, HRMModel, member_seeds
-from lab_v10.src.options.hrm_train import HRMTensors
+from lab_v10.src.options.hrm_train import HRMTensors, HRMTrainer
 
 WINDOW = 8
 SESSION_MINUTES = 40
@@ -386,6 +386,45 @@ def test_an_ensemble_is_the_mixture_of_independently_trained_members(market, tmp
     state["nets"] = state["nets"][:1]
     torch.save(state, tmp_path / "cut.pt")
     with pytest.raises(ValueError, match=r"cut.pt: 1 networks stored, expected train.ensemble_size=2"):
+        HRMAdapter.load(tmp_path / "cut.pt")
+
+
+def test_per_head_early_stopping_reads_each_head_from_its_own_network(market, tmp_path, monkeypatch):
+    """Under per_head, mu/sigma come from the net at Head A's best validation epoch and the minute
+    probabilities from the one at Head B's; save/load keeps both."""
+    X_daily, X_intraday, yA, yB, train, val = market
+    epochs = iter([(1.0, 0.7), (1.1, 0.6), (1.2, 0.5)])  # Head A best at epoch 1, Head B at epoch 3
+
+    def scripted(self, data, batch_size=None):
+        a, b = next(epochs)
+        return {"head_a_nll": a, "head_b_bce": b, "loss": a + b, "segments": 1.0}
+
+    monkeypatch.setattr(HRMTrainer, "evaluate", scripted)
+    adapter = HRMAdapter(tiny_config(epochs=3, early_stopping="per_head"), tmp_path / "run").fit(
+        X_daily, X_intraday, yA, yB, train, val
+    )
+    monkeypatch.undo()
+    summary = adapter.summaries_[0]
+    assert (summary.best_epoch, summary.head_b_best_epoch, summary.epochs_run) == (1, 3, 3)
+    daily, proba = adapter.predict_daily(X_daily), adapter.predict_intraday_proba(X_intraday, X_daily)
+
+    loaded = HRMAdapter.load(adapter.save(tmp_path / "hrm.pt"), tmp_path / "loaded")
+    pd.testing.assert_frame_equal(loaded.predict_daily(X_daily), daily)
+    pd.testing.assert_series_equal(loaded.predict_intraday_proba(X_intraday, X_daily), proba)
+    # each output moves only with its own network
+    member = loaded.trainers_[0]
+    member.head_b_net, head_b = member.net, member.head_b_net
+    pd.testing.assert_frame_equal(loaded.predict_daily(X_daily), daily)
+    assert not np.allclose(loaded.predict_intraday_proba(X_intraday, X_daily), proba)
+    member.net, member.head_b_net = head_b, head_b
+    assert not np.allclose(loaded.predict_daily(X_daily)["mu"], daily["mu"])
+    pd.testing.assert_series_equal(loaded.predict_intraday_proba(X_intraday, X_daily), proba)
+
+    state = torch.load(tmp_path / "hrm.pt", map_location="cpu", weights_only=True)
+    state["head_b_nets"] = None
+    torch.save(state, tmp_path / "cut.pt")
+    expected = r"cut.pt: 0 Head-B networks stored, expected 1 for train.early_stopping=per_head"
+    with pytest.raises(ValueError, match=expected):
         HRMAdapter.load(tmp_path / "cut.pt")
 
 

@@ -219,10 +219,11 @@ def test_same_seed_same_weights_and_predictions(tmp_path):
     assert not torch.are_deterministic_algorithms_enabled()  # fit restored the global mode
 
 
-@pytest.mark.parametrize("weighting", ["uncertainty", "gradnorm"])
-def test_resume_from_mid_run_checkpoint_matches_uninterrupted(tmp_path, weighting):
+@pytest.mark.parametrize(("weighting", "stopping"), [("uncertainty", "joint"), ("gradnorm", "joint"),
+                                                      ("uncertainty", "per_head")])
+def test_resume_from_mid_run_checkpoint_matches_uninterrupted(tmp_path, weighting, stopping):
     train, val = make_data(24, 1), make_data(8, 2)
-    cfg = dataclasses.replace(TRAIN, epochs=3, loss_weighting=weighting)
+    cfg = dataclasses.replace(TRAIN, epochs=3, loss_weighting=weighting, early_stopping=stopping)
     full = make_trainer(tmp_path / "full", cfg)
     full_summary = full.fit(train, val)
 
@@ -236,6 +237,9 @@ def test_resume_from_mid_run_checkpoint_matches_uninterrupted(tmp_path, weightin
     summary = resumed.fit(train, val, resume_from=tmp_path / "first" / "last.pt")
 
     assert_same_state(resumed.net.state_dict(), full.net.state_dict())  # best weights restored
+    assert_same_state(resumed.head_b_net.state_dict(), full.head_b_net.state_dict())
+    if stopping == "per_head":  # the interrupted run's best_head_b.pt was copied into the new folder
+        assert load_checkpoint(tmp_path / "resumed" / "best_head_b.pt")["epoch"] == summary.head_b_best_epoch
     last_full = load_checkpoint(tmp_path / "full" / "last.pt")
     last_resumed = load_checkpoint(tmp_path / "resumed" / "last.pt")
     assert_same_state(last_resumed["model"], last_full["model"])
@@ -245,10 +249,61 @@ def test_resume_from_mid_run_checkpoint_matches_uninterrupted(tmp_path, weightin
         for key in opt_full[i]:
             assert torch.equal(opt_full[i][key], opt_resumed[i][key])
     assert last_resumed["scheduler"] == last_full["scheduler"]
-    for field in ("best_epoch", "best_val_loss", "epochs_run", "steps", "skipped_steps"):
+    for field in ("best_epoch", "best_val_loss", "epochs_run", "steps", "skipped_steps", "head_b_best_epoch",
+                  "head_b_best_val"):
         assert getattr(summary, field) == getattr(full_summary, field), field
     log_full, log_resumed = (pd.read_csv(s.log_path).drop(columns="seconds") for s in (full_summary, summary))
     pd.testing.assert_frame_equal(log_full, log_resumed)
+
+
+def scripted_validation(trainer: HRMTrainer, head_a: list[float], head_b: list[float]) -> None:
+    """Make epoch e's validation losses head_a[e-1] and head_b[e-1] (the early-stopping inputs)."""
+    epochs = iter(zip(head_a, head_b))
+
+    def evaluate(data, batch_size=None):
+        a, b = next(epochs)
+        return {"head_a_nll": a, "head_b_bce": b, "loss": a + b, "segments": 1.0}
+
+    trainer.evaluate = evaluate
+
+
+@pytest.mark.parametrize("mode", ["joint", "per_head"])
+def test_early_stopping_joint_or_per_head(tmp_path, mode):
+    """joint stops on the sum and keeps one network; per_head stops when neither head improves for `patience`
+    epochs and restores Head A's best epoch into net, Head B's into head_b_net, which predict reads."""
+    train, val, test = make_data(24, 1), make_data(8, 2), make_data(6, 3)
+    cfg = dataclasses.replace(TRAIN, epochs=10, patience=2, early_stopping=mode, autocast_bf16=False)
+    trainer = make_trainer(tmp_path, cfg)
+    # Head A is best at epoch 2, Head B at epoch 3, the sum at epoch 2
+    scripted_validation(trainer, [1.0, 0.9, 1.1, 1.2, 1.3, 1.4], [0.70, 0.69, 0.68, 0.70, 0.71, 0.72])
+    summary = trainer.fit(train, val)
+    log = pd.read_csv(summary.log_path)
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert summary.best_epoch == best["epoch"] == 2
+    assert_same_state(best["model"], trainer.net.state_dict())
+    if mode == "joint":
+        assert summary.epochs_run == 4 and summary.best_val_loss == pytest.approx(1.59)
+        assert summary.head_b_best_epoch is None and summary.head_b_checkpoint_path is None
+        assert trainer.head_b_net is trainer.net and not (tmp_path / "best_head_b.pt").exists()
+        assert "head_b_best_epoch" not in log
+        return
+    assert summary.epochs_run == 5 and summary.best_val_loss == pytest.approx(0.9)  # Head B improved at epoch 3
+    head_b = load_checkpoint(summary.head_b_checkpoint_path)
+    assert summary.head_b_checkpoint_path == tmp_path / "best_head_b.pt"
+    assert summary.head_b_best_epoch == head_b["epoch"] == 3 and summary.head_b_best_val == pytest.approx(0.68)
+    assert log["head_b_best_epoch"].tolist() == [1, 2, 3, 3, 3] and log["best_epoch"].tolist() == [1, 2, 2, 2, 2]
+    assert_same_state(head_b["model"], trainer.head_b_net.state_dict())
+    assert any(not torch.equal(best["model"][k], head_b["model"][k]) for k in best["model"])
+    pred = trainer.predict(test)
+    with torch.no_grad():
+        roll_a, roll_b = (
+            act_rollout(net.eval(), test.x_daily, test.x_minute, test.minute_mask, training=False)
+            for net in (trainer.net, trainer.head_b_net)
+        )
+    np.testing.assert_allclose(pred.mu, roll_a.output.mu.float().numpy(), rtol=1e-5, atol=1e-6)
+    proba_b = torch.sigmoid(roll_b.output.logits_b.float()).masked_fill(~test.minute_mask, float("nan"))
+    np.testing.assert_allclose(pred.proba_b, proba_b.numpy(), rtol=1e-5, atol=1e-6)
+    assert np.array_equal(pred.steps, roll_a.steps.numpy()) and np.array_equal(pred.steps_b, roll_b.steps.numpy())
 
 
 def test_resume_rejects_a_different_config(tmp_path):

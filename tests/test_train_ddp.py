@@ -49,7 +49,9 @@ CASES = {
     # name: (hrm config, train config, training samples); the global batch is TRAIN.batch_size = 8
     "one_batch": (FIXED, dataclasses.replace(FP32, epochs=3), 8),
     "two_batches": (FIXED, dataclasses.replace(FP32, epochs=2), 16),
-    "gradnorm_learned": (LEARNED, dataclasses.replace(FP32, epochs=2, loss_weighting="gradnorm"), 16),
+    "gradnorm_learned": (
+        LEARNED, dataclasses.replace(FP32, epochs=2, loss_weighting="gradnorm", early_stopping="per_head"), 16
+    ),
 }
 
 
@@ -83,8 +85,13 @@ def _rank_worker(rank: int, world: int, port: int, out: str) -> None:
 
             trainer.optimizer.register_step_post_hook(compare_ranks)
             trainer.fit(make_data(n, 1), make_data(8, 2))
+            restored = torch.cat([p.detach().flatten() for net in (trainer.net, trainer.head_b_net)
+                                  for p in net.parameters()])  # the weights fit restored at its end
+            gathered = [torch.empty_like(restored) for _ in range(world)]
+            dist.all_gather(gathered, restored)
             if ctx.is_main:
-                torch.save({"gaps": gaps}, Path(out) / name / "gaps.pt")
+                restored_gap = max(float((g - restored).abs().max()) for g in gathered)
+                torch.save({"gaps": gaps, "restored_gap": restored_gap}, Path(out) / name / "gaps.pt")
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +114,9 @@ def test_ranks_hold_identical_weights_after_every_step(two_ranks, case):
     hrm, train_cfg, n = CASES[case]
     assert len(gaps) >= train_cfg.epochs * (n // train_cfg.batch_size)  # at least one step per batch
     assert max(gaps) == 0.0
+    assert torch.load(two_ranks / case / "gaps.pt")["restored_gap"] == 0.0  # best weights (both heads') everywhere
+    best = {"best.pt"} | ({"best_head_b.pt"} if train_cfg.early_stopping == "per_head" else set())
+    assert best <= {p.name for p in (two_ranks / case).iterdir()}
 
 
 def plain_trainer(out: Path, hrm, train_cfg) -> HRMTrainer:

@@ -177,6 +177,10 @@ class TrainConfig:
     batch_size: int = checked(32, POSITIVE)  # samples (days) per batch
     epochs: int = checked(20, POSITIVE)  # maximum passes over the training samples
     patience: int = checked(3, POSITIVE)  # epochs without a lower validation loss before stopping
+    # joint: stop on head_a_nll + head_b_bce and keep one best network. per_head: track each head's validation
+    # loss, stop when neither has improved for `patience` epochs, and keep two weight sets, one at each head's
+    # best epoch (Head A forecasts from the first, Head B from the second; hrm_train.py).
+    early_stopping: Literal["joint", "per_head"] = "joint"
     grad_clip: float = checked(1.0, POSITIVE)  # max global L2 norm of the network gradient per step
     autocast_bf16: bool = True  # bf16 autocast (CPU and CUDA) with fp32 master weights
     loss_weighting: Literal["uncertainty", "gradnorm", "fixed"] = "uncertainty"  # Head A vs Head B

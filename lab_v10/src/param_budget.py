@@ -115,7 +115,8 @@ def recipe_table(cfg: LabConfig, markdown: bool = False) -> str:
     items = [
         ("train.lr", t.lr), ("train.weight_decay", t.weight_decay), ("train.warmup_steps", t.warmup_steps),
         ("train.batch_size", t.batch_size), ("train.epochs", t.epochs), ("train.patience", t.patience),
-        ("train.grad_clip", t.grad_clip), ("train.autocast_bf16", t.autocast_bf16),
+        ("train.early_stopping", t.early_stopping), ("train.grad_clip", t.grad_clip),
+        ("train.autocast_bf16", t.autocast_bf16),
         ("train.loss_weighting", t.loss_weighting), ("train.ponder_cost", t.ponder_cost),
         ("train.ensemble_size", t.ensemble_size), ("hrm.gap_scale_column", h.gap_scale_column),
         ("hrm.H_cycles", h.H_cycles), ("hrm.L_cycles", h.L_cycles), ("hrm.max_segments", h.max_segments),

@@ -24,7 +24,9 @@ trained on the standardized target and its forecasts are mapped back to vol poin
 close of *t*; a causal scale, so a forecast still reads rows ``<= t`` only), and ``mu`` and ``sigma`` are
 multiplied by the same value; with ``gap_scale_column: null`` the target is ``yA`` in vol points. Training,
 early stopping on the validation samples and the restore of the best weights are
-:class:`~lab_v10.src.options.hrm_train.HRMTrainer`'s.
+:class:`~lab_v10.src.options.hrm_train.HRMTrainer`'s; with ``train.early_stopping: per_head`` each network
+keeps two weight sets, and ``mu``, ``sigma`` come from the one at Head A's best validation epoch, the minute
+probabilities from the one at Head B's.
 
 Ensemble (``train.ensemble_size`` = K). ``fit`` trains K networks one after the other on the same samples and
 scalers, member *k* from its own seed (:func:`member_seeds`: initialisation and batch order) into its own
@@ -66,7 +68,7 @@ from lab_v10.src.options.hrm_train import HRMPredictions, HRMTensors, HRMTrainer
 
 logger = logging.getLogger("lab.hrm")
 
-CHECKPOINT_FORMAT = "lab_v10.hrm_adapter/2"  # the "format" key of a saved adapter (2: one net per member)
+CHECKPOINT_FORMAT = "lab_v10.hrm_adapter/3"  # the "format" key of a saved adapter (3: Head-B nets per head)
 NO_SESSIONS = Sessions(np.zeros(0, "datetime64[ns]"), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
@@ -155,13 +157,15 @@ class EnsemblePredictions:
     """The members' outputs combined; standardized yA units for ``mu`` and ``var``.
 
     mu, var (N,) float64: mixture mean and variance of Head A; proba_b (N, T_L) float64: mean Head-B
-    probability per minute (NaN at padded minutes); steps (N, K) int64: ACT segments each member used.
+    probability per minute (NaN at padded minutes); steps, steps_b (N, K) int64: ACT segments each member's
+    Head-A and Head-B network used (the same network unless per-head early stopping kept two).
     """
 
     mu: np.ndarray
     var: np.ndarray
     proba_b: np.ndarray
     steps: np.ndarray
+    steps_b: np.ndarray
 
 
 def combine_members(preds: list[HRMPredictions]) -> EnsemblePredictions:
@@ -175,6 +179,7 @@ def combine_members(preds: list[HRMPredictions]) -> EnsemblePredictions:
         var=var.mean(axis=0) + ((mu - mean) ** 2).mean(axis=0),
         proba_b=proba.mean(axis=0),
         steps=np.stack([p.steps for p in preds], axis=1).astype(np.int64),
+        steps_b=np.stack([p.steps_b for p in preds], axis=1).astype(np.int64),
     )
 
 
@@ -183,6 +188,11 @@ def _build_net(hrm: HRMConfig, seed: int) -> HRMNet:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return HRMNet(hrm)
+
+
+def _cpu_state(net: HRMNet) -> dict[str, torch.Tensor]:
+    """``net``'s state dict as detached CPU tensors (for a saved adapter)."""
+    return {k: v.detach().to("cpu") for k, v in net.state_dict().items()}
 
 
 def _tensors(x_daily: np.ndarray, tokens: MinuteTokens, y_a: np.ndarray) -> HRMTensors:
@@ -399,7 +409,7 @@ class HRMAdapter:
         ends = np.arange(window - 1, len(daily))  # (N,)
         no_minutes = np.full(ends.shape, -1)
         samples = self._sample_tensors(daily, ends, None, None, no_minutes, np.full(ends.shape, np.nan))
-        pred = self._predict(samples, X_daily.index[ends])
+        pred = self._predict(samples, X_daily.index[ends], "a")
         scale = self._gap_scale(X_daily, ends)  # (N,) or 1.0
         mu = (pred.mu * self.y_std_ + self.y_mean_) * scale
         sigma = np.sqrt(pred.var) * self.y_std_ * scale
@@ -463,14 +473,17 @@ class HRMAdapter:
         x_daily = daily_windows(self.daily_scaler_.transform(daily), ends, window)
         tokens = minute_tokens(self.minute_scaler_.transform(minutes.values), None, minutes.sessions, sessions)
         samples = _tensors(x_daily, tokens, np.full(dates.shape, np.nan))
-        pred = self._predict(samples, pd.DatetimeIndex(dates))
+        pred = self._predict(samples, pd.DatetimeIndex(dates), "b")
         # sessions are ascending and contiguous, so the real minutes in (sample, offset) order are the rows in order
         return pd.Series(pred.proba_b[tokens.mask], index=minutes.index, name="proba")
 
-    def _predict(self, samples: HRMTensors, keys: pd.DatetimeIndex) -> EnsemblePredictions:
+    def _predict(self, samples: HRMTensors, keys: pd.DatetimeIndex, head: str) -> EnsemblePredictions:
+        """The members' combined outputs; ``last_steps_`` records the segments of the ``head`` ("a" or "b")
+        networks, the ones whose output the caller reads."""
         pred = combine_members([trainer.predict(samples) for trainer in self.trainers_])
-        columns = [f"member_{k}" for k in range(pred.steps.shape[1])]
-        self.last_steps_ = pd.DataFrame(pred.steps, index=keys, columns=columns)
+        steps = pred.steps if head == "a" else pred.steps_b
+        columns = [f"member_{k}" for k in range(steps.shape[1])]
+        self.last_steps_ = pd.DataFrame(steps, index=keys, columns=columns)
         return pred
 
     # ------------------------------------------------------------------------------------------
@@ -486,9 +499,12 @@ class HRMAdapter:
         state = {
             "format": CHECKPOINT_FORMAT,
             "config": config_to_dict(dataclasses.replace(self.config, hrm=self.hrm_config_)),
-            "nets": [
-                {k: v.detach().to("cpu") for k, v in trainer.net.state_dict().items()} for trainer in self.trainers_
-            ],
+            "nets": [_cpu_state(trainer.net) for trainer in self.trainers_],
+            # per-head early stopping: each member's second network (Head B's best epoch); None when joint
+            "head_b_nets": (
+                [_cpu_state(trainer.head_b_net) for trainer in self.trainers_]
+                if self.config.train.early_stopping == "per_head" else None
+            ),
             "daily_columns": list(self.daily_columns_),
             "daily_scaler": _scaler_state(self.daily_scaler_),
             "minute_scaler": None if self.minute_scaler_ is None else _scaler_state(self.minute_scaler_),
@@ -522,11 +538,22 @@ class HRMAdapter:
             raise ValueError(
                 f"{path}: {len(state['nets'])} networks stored, expected train.ensemble_size={len(seeds)}"
             )
+        head_b = state["head_b_nets"]
+        if (head_b is not None) != (config.train.early_stopping == "per_head") or len(head_b or seeds) != len(seeds):
+            raise ValueError(
+                f"{path}: {0 if head_b is None else len(head_b)} Head-B networks stored, expected "
+                f"{len(seeds) if config.train.early_stopping == 'per_head' else 0} for train.early_stopping="
+                f"{config.train.early_stopping}"
+            )
         trainers = []
         for member, (seed, weights) in enumerate(zip(seeds, state["nets"])):
             net = _build_net(config.hrm, seed)
             net.load_state_dict(weights)
-            trainers.append(adapter._trainer(net, member, seed))
+            trainer = adapter._trainer(net, member, seed)
+            if head_b is not None:
+                trainer.head_b_net = _build_net(config.hrm, seed).to(trainer.device)
+                trainer.head_b_net.load_state_dict(head_b[member])
+            trainers.append(trainer)
         adapter.trainers_ = trainers
         adapter.summaries_ = []
         return adapter

@@ -33,8 +33,9 @@ What makes W ranks train like one process (:class:`DistributedHRMTrainer`, over 
   draw independent minimum segment counts, and a resumed run draws what the uninterrupted one did.
 - **Validation.** Every rank evaluates the whole validation set (identical weights) and rank 0's numbers
   are broadcast, so early stopping decides the same everywhere. Validation is not sharded.
-- **Files.** Rank 0 alone writes ``best.pt``, ``last.pt``, ``train_log.csv`` and TensorBoard scalars; at the
-  end it loads ``best.pt`` and broadcasts the weights. ``--resume`` reads the checkpoint on every rank
+- **Files.** Rank 0 alone writes ``best.pt`` (``best_head_b.pt`` too under per-head early stopping),
+  ``last.pt``, ``train_log.csv`` and TensorBoard scalars; at the end it loads the best weights and broadcasts
+  them. ``--resume`` reads the checkpoint on every rank
   (a shared filesystem, or a copy at the same path on each node).
 - **Ensembles.** With ``train.ensemble_size`` K > 1 the K members train one after the other, every rank
   taking part in each, member k writing into ``member_k/`` of the run folder; ``--resume`` then names the
@@ -259,12 +260,13 @@ class DistributedHRMTrainer(HRMTrainer):
         return super()._batch_row(steps)
 
     def _restore_best(self) -> None:
-        """Rank 0 loads ``best.pt``; every other rank receives its weights."""
-        if self.ctx.is_main:
-            super()._restore_best()
+        """Rank 0 loads ``best.pt`` (and ``best_head_b.pt`` per head); every other rank receives the weights."""
+        super()._restore_best()  # loads on the rank that writes files only
         if self.ctx.distributed:
-            for tensor in self.net.state_dict().values():
-                dist.broadcast(tensor, src=0)
+            nets = [self.net] if self.head_b_net is self.net else [self.net, self.head_b_net]
+            for net in nets:
+                for tensor in net.state_dict().values():
+                    dist.broadcast(tensor, src=0)
 
     def _average_over_ranks(self, grad: Tensor) -> Tensor:
         """Gradient hook of the loss-weighting parameters: the mean over the ranks."""

@@ -29,7 +29,8 @@ Time semantics: the probability returned for minute m uses daily rows <= d-1 (``
 ``start_day``) and minutes <= m of day d.
 
 Ensembles (``train.ensemble_size`` > 1): a streamer serves one network; stream an HRMAdapter's ensemble with
-one streamer per ``adapter.trainers_[k].net`` and average their probabilities, as the adapter does.
+one streamer per ``adapter.trainers_[k].head_b_net`` (the network Head B is read from; the same as ``.net``
+unless ``train.early_stopping`` is per_head) and average their probabilities, as the adapter does.
 """
 from __future__ import annotations
 

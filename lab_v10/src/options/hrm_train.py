@@ -36,6 +36,12 @@ validation set (samples with a label for that head) of the sample's output at it
 criterion does not move when the weighting does. A lower value than the best so far is an improvement;
 after ``patience`` epochs without one, training stops and the best weights are restored.
 
+Per-head early stopping (``train.early_stopping: per_head``). The two validation terms are tracked apart:
+``head_a_nll`` chooses ``best.pt`` (restored into ``net``: Head A's forecasts) and ``head_b_bce`` chooses
+``best_head_b.pt`` (restored into ``head_b_net``: Head B's probabilities); training stops when neither has
+improved for ``patience`` epochs. The heads share the trunk, so one set of weights cannot hold both best
+epochs; the price is a second network at prediction. With ``joint``, ``head_b_net`` is ``net``.
+
 Optimisation. AdamW (weight decay on weight matrices only, not on norm gains or biases; the weighting's
 parameters without decay), learning rate per batch: linear warmup over ``warmup_steps`` batches, then
 cosine decay to 0 at the last batch of ``epochs``; every segment steps at its batch's rate. bf16 autocast
@@ -47,16 +53,18 @@ the epoch, batch, segment, term and (for the head terms) the offending training-
 ``skip_nonfinite`` the rest of the batch is skipped instead, no optimizer step is taken and
 ``skipped_steps`` counts it. A non-finite validation loss always raises (no early stopping on NaN).
 
-Checkpoints (checkpoint.py) in ``out_dir``: ``last.pt`` after every epoch (for resuming) and ``best.pt``
-when the validation loss improves; each holds model, optimizer, scheduler, loss-weighting state, RNG
-states, step, epoch, early-stopping state, the metric history and both configs, is written atomically,
-never with non-finite weights, and loads with ``weights_only=True``. ``train_log.csv`` (one row per epoch:
+Checkpoints (checkpoint.py) in ``out_dir``: ``last.pt`` after every epoch (for resuming), ``best.pt``
+when the validation criterion improves and, per head, ``best_head_b.pt`` when Head B's does; each holds
+model, optimizer, scheduler, loss-weighting state, RNG states, step, epoch, early-stopping state, the metric
+history and both configs, is written atomically, never with non-finite weights, and loads with
+``weights_only=True``. ``train_log.csv`` (one row per epoch:
 losses per term, task weights, mean gradient norm, mean segments used, learning rate, validation losses)
 is rewritten from that history after every epoch; TensorBoard scalars go to ``out_dir/tensorboard`` when
 the ``tensorboard`` package is installed. Distributed training (hrm_ddp.py) writes all of these on rank 0
 only (``writes_files``). ``fit(..., resume_from=last.pt)`` continues the run: on the same
 machine it ends with exactly the weights of the uninterrupted run. The best checkpoint of the interrupted
-run is expected beside the resumed file (``best.pt`` in the same folder) and is copied into ``out_dir``.
+run is expected beside the resumed file (``best.pt``, and ``best_head_b.pt`` per head, in the same folder) and
+is copied into ``out_dir``.
 
 Reproducibility. The trainer's randomness (epoch shuffles, exploration draws) comes from one CPU
 ``torch.Generator`` seeded with ``seed``; the network's initial weights are the caller's (seed torch before
@@ -109,6 +117,7 @@ from lab_v10.src.options.loss_weighting import LossWeighting, make_loss_weightin
 TASKS = ("head_a_nll", "head_b_bce")  # the weighted tasks, in this order everywhere
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
+HEAD_B_BEST_CHECKPOINT = "best_head_b.pt"  # per-head early stopping: the weights at Head B's best epoch
 LOG_FILE = "train_log.csv"
 TENSORBOARD_DIR = "tensorboard"
 CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"  # cuBLAS setting torch requires for deterministic matmuls
@@ -177,26 +186,31 @@ class HRMPredictions:
     """Per-sample outputs at each sample's halting segment (eval halting).
 
     mu, log_var (N,) float32: Head A in standardized yA units; proba_b (N, T_L) float32: Head-B probability
-    per minute, NaN where minute_mask is False; steps (N,) int64: segments used.
+    per minute, NaN where minute_mask is False; steps (N,) int64: segments ``net`` used (Head A);
+    steps_b (N,) int64: segments ``head_b_net`` used (Head B; equal to steps under joint early stopping).
     """
 
     mu: np.ndarray
     log_var: np.ndarray
     proba_b: np.ndarray
     steps: np.ndarray
+    steps_b: np.ndarray
 
 
 @dataclass
 class TrainSummary:
     """Result of :meth:`HRMTrainer.fit`; epochs and steps count the whole run, resumed parts included."""
 
-    best_epoch: int  # 1-based epoch of the lowest validation loss
-    best_val_loss: float  # nats: validation head_a_nll + head_b_bce at best_epoch
+    best_epoch: int  # 1-based epoch of best.pt: the lowest validation criterion
+    best_val_loss: float  # nats at best_epoch: head_a_nll + head_b_bce (joint), head_a_nll (per_head)
     epochs_run: int
     steps: int  # optimizer steps taken (one per segment of a batch)
     skipped_steps: int  # batches cut short by a non-finite loss or gradient (skip_nonfinite)
     checkpoint_path: Path  # best.pt
     log_path: Path  # train_log.csv
+    head_b_best_epoch: int | None  # per_head: 1-based epoch of best_head_b.pt (lowest head_b_bce); else None
+    head_b_best_val: float | None  # per_head: validation head_b_bce (nats) at head_b_best_epoch; else None
+    head_b_checkpoint_path: Path | None  # per_head: best_head_b.pt; else None
 
 
 @dataclass
@@ -206,9 +220,12 @@ class _Progress:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken
     skipped_steps: int = 0
-    best_val_loss: float = math.inf
+    best_val_loss: float = math.inf  # the criterion of best.pt (joint loss, or head_a_nll per head)
     best_epoch: int = 0
     bad_epochs: int = 0  # epochs since the last improvement
+    head_b_best_val: float = math.inf  # per_head only: head_b_bce of best_head_b.pt
+    head_b_best_epoch: int = 0
+    head_b_bad_epochs: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -308,7 +325,9 @@ class HRMTrainer:
     """Train an :class:`HRMNet` (module docstring); one ``fit`` per trainer.
 
     net: the network (moved to ``device``); hrm_cfg must equal ``net.cfg``. out_dir: the run folder for
-    checkpoints and logs. seed: seeds the trainer's generator (shuffles, exploration).
+    checkpoints and logs. seed: seeds the trainer's generator (shuffles, exploration). ``head_b_net``: the
+    network whose Head B :meth:`predict` reads; ``net`` itself unless per-head early stopping restored a
+    second one at the end of :meth:`fit` (assign one to predict from saved per-head weights).
     """
 
     def __init__(
@@ -325,6 +344,7 @@ class HRMTrainer:
         self.hrm_cfg, self.train_cfg = hrm_cfg, train_cfg
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.net = net.to(self.device)
+        self.head_b_net = self.net
         self.out_dir = Path(out_dir)
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
@@ -358,11 +378,21 @@ class HRMTrainer:
         return self.out_dir / BEST_CHECKPOINT
 
     @property
+    def head_b_best_checkpoint(self) -> Path:
+        return self.out_dir / HEAD_B_BEST_CHECKPOINT
+
+    @property
+    def per_head(self) -> bool:
+        """Whether each head early-stops on its own validation loss (``train.early_stopping: per_head``)."""
+        return self.train_cfg.early_stopping == "per_head"
+
+    @property
     def log_path(self) -> Path:
         return self.out_dir / LOG_FILE
 
     def fit(self, train: HRMTensors, val: HRMTensors, resume_from: Path | None = None) -> TrainSummary:
-        """Train with early stopping on ``val``; restore the best weights into ``self.net``; see module docstring."""
+        """Train with early stopping on ``val``; restore the best weights into ``self.net`` (and, per head, Head
+        B's into ``self.head_b_net``); see module docstring."""
         if self._fitted:
             raise RuntimeError("HRMTrainer.fit runs once per trainer; build a new trainer (and resume_from) instead")
         self._fitted = True
@@ -381,21 +411,25 @@ class HRMTrainer:
         try:
             with deterministic_algorithms(cfg.deterministic, self.device):
                 for epoch in range(self.progress.epoch + 1, cfg.epochs + 1):
-                    if self.progress.bad_epochs >= cfg.patience:
+                    if self._stopped():
                         break
                     self._run_epoch(train, val, epoch, writer)
         finally:
             if writer is not None:
                 writer.close()
         self._restore_best()
+        p = self.progress
         return TrainSummary(
-            best_epoch=self.progress.best_epoch,
-            best_val_loss=self.progress.best_val_loss,
-            epochs_run=self.progress.epoch,
-            steps=self.progress.step,
-            skipped_steps=self.progress.skipped_steps,
+            best_epoch=p.best_epoch,
+            best_val_loss=p.best_val_loss,
+            epochs_run=p.epoch,
+            steps=p.step,
+            skipped_steps=p.skipped_steps,
             checkpoint_path=self.best_checkpoint,
             log_path=self.log_path,
+            head_b_best_epoch=p.head_b_best_epoch if self.per_head else None,
+            head_b_best_val=p.head_b_best_val if self.per_head else None,
+            head_b_checkpoint_path=self.head_b_best_checkpoint if self.per_head else None,
         )
 
     @torch.no_grad()
@@ -407,7 +441,7 @@ class HRMTrainer:
         sums = torch.zeros(len(TASKS), dtype=torch.float64)
         counts = torch.zeros(len(TASKS), dtype=torch.long)
         steps_total = 0
-        for start, batch, rollout in self._rollouts(data, batch_size):
+        for start, batch, rollout in self._rollouts(self.net, data, batch_size):
             losses, labelled = per_sample_task_losses(rollout.output, batch)  # (B, K), (B, K)
             bad = (labelled & ~torch.isfinite(losses)).any(-1)  # (B,)
             if bool(bad.any()):
@@ -425,25 +459,38 @@ class HRMTrainer:
 
     @torch.no_grad()
     def predict(self, data: HRMTensors, batch_size: int | None = None) -> HRMPredictions:
-        """Eval-mode outputs at each sample's halting segment (``hrm_cfg.eval_halting``); see HRMPredictions."""
+        """Eval-mode outputs at each sample's halting segment (``hrm_cfg.eval_halting``): Head A from ``net``,
+        Head B from ``head_b_net`` (one pass when they are the same network); see HRMPredictions."""
         if len(data) == 0:
             empty = np.zeros(0, dtype=np.float32)
             t_l = data.x_minute.shape[1]
-            return HRMPredictions(empty, empty.copy(), np.zeros((0, t_l), np.float32), np.zeros(0, np.int64))
-        mu, log_var, proba, steps = [], [], [], []
-        for _, batch, rollout in self._rollouts(data, batch_size):
-            out = rollout.output
-            mu.append(out.mu.float().cpu())
-            log_var.append(out.log_var.float().cpu())
-            p = torch.sigmoid(out.logits_b.float()).masked_fill(~batch.minute_mask, float("nan"))  # (B, T_L)
-            proba.append(p.cpu())
+            no_steps = np.zeros(0, np.int64)
+            return HRMPredictions(empty, empty.copy(), np.zeros((0, t_l), np.float32), no_steps, no_steps.copy())
+        mu, log_var, steps, proba, steps_b = [], [], [], [], []
+        for _, batch, rollout in self._rollouts(self.net, data, batch_size):
+            mu.append(rollout.output.mu.float().cpu())
+            log_var.append(rollout.output.log_var.float().cpu())
             steps.append(rollout.steps.cpu())
+            if self.head_b_net is self.net:
+                proba.append(self._minute_proba(rollout, batch))
+        if self.head_b_net is self.net:
+            steps_b = steps
+        else:
+            for _, batch, rollout in self._rollouts(self.head_b_net, data, batch_size):
+                proba.append(self._minute_proba(rollout, batch))
+                steps_b.append(rollout.steps.cpu())
         return HRMPredictions(
             mu=torch.cat(mu).numpy(),
             log_var=torch.cat(log_var).numpy(),
             proba_b=torch.cat(proba).numpy(),
             steps=torch.cat(steps).numpy().astype(np.int64),
+            steps_b=torch.cat(steps_b).numpy().astype(np.int64),
         )
+
+    @staticmethod
+    def _minute_proba(rollout: ACTRollout, batch: HRMTensors) -> Tensor:
+        """Head B's probability per minute (B, T_L) float32 on CPU, NaN at padded minutes."""
+        return torch.sigmoid(rollout.output.logits_b.float()).masked_fill(~batch.minute_mask, float("nan")).cpu()
 
     # ------------------------------------------------------------------------------------------
     # Epochs and batches. The hooks below (_epoch_batches, _segment_forward, _step_losses, _all_halted,
@@ -471,26 +518,38 @@ class HRMTrainer:
         return bool(halted.all())
 
     def _restore_best(self) -> None:
-        """Load the weights of ``best.pt`` into the network (end of fit)."""
+        """End of fit: load ``best.pt`` into ``net`` and, per head, ``best_head_b.pt`` into a second network,
+        ``head_b_net`` (built here). A trainer that writes no files (a distributed rank > 0) loads nothing."""
+        if self.per_head:
+            with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten; keep torch's stream
+                self.head_b_net = HRMNet(self.hrm_cfg).to(self.device)
+            self.head_b_net.load_state_dict(self.net.state_dict())
+        if not self.writes_files:
+            return
         if self.best_checkpoint.is_file():
             self.net.load_state_dict(load_checkpoint(self.best_checkpoint, self.device)["model"])
+        if self.per_head and self.head_b_best_checkpoint.is_file():
+            self.head_b_net.load_state_dict(load_checkpoint(self.head_b_best_checkpoint, self.device)["model"])
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.train_cfg.autocast_bf16)
 
-    def _rollouts(self, data: HRMTensors, batch_size: int | None) -> Iterator[tuple[int, HRMTensors, ACTRollout]]:
-        """(first row, batch on device, act_rollout result) per batch, in data order, eval mode, no_grad."""
+    def _rollouts(
+        self, net: HRMNet, data: HRMTensors, batch_size: int | None
+    ) -> Iterator[tuple[int, HRMTensors, ACTRollout]]:
+        """(first row, batch on device, act_rollout result of ``net``) per batch, in data order, eval mode,
+        no_grad."""
         bs = batch_size or self.train_cfg.batch_size
-        was_training = self.net.training
-        self.net.eval()
+        was_training = net.training
+        net.eval()
         try:
             for start in range(0, len(data), bs):
                 batch = data.subset(slice(start, start + bs)).to(self.device)
                 with torch.no_grad(), self._autocast():
-                    rollout = act_rollout(self.net, batch.x_daily, batch.x_minute, batch.minute_mask, training=False)
+                    rollout = act_rollout(net, batch.x_daily, batch.x_minute, batch.minute_mask, training=False)
                 yield start, batch, rollout
         finally:
-            self.net.train(was_training)
+            net.train(was_training)
 
     def _run_epoch(self, train: HRMTensors, val: HRMTensors, epoch: int, writer: Any) -> None:
         """Train one epoch, validate, update early stopping, write checkpoints and the log."""
@@ -498,17 +557,24 @@ class HRMTrainer:
         train_metrics = self._train_epoch(train, epoch)
         val_metrics = self.evaluate(val)
         p = self.progress
-        if val_metrics["loss"] < p.best_val_loss:
-            p.best_val_loss, p.best_epoch, p.bad_epochs = val_metrics["loss"], epoch, 0
-            improved = True
+        criterion = val_metrics["head_a_nll" if self.per_head else "loss"]
+        improved = criterion < p.best_val_loss
+        if improved:
+            p.best_val_loss, p.best_epoch, p.bad_epochs = criterion, epoch, 0
         else:
             p.bad_epochs += 1
-            improved = False
+        improved_b = self.per_head and val_metrics["head_b_bce"] < p.head_b_best_val
+        if improved_b:
+            p.head_b_best_val, p.head_b_best_epoch, p.head_b_bad_epochs = val_metrics["head_b_bce"], epoch, 0
+        elif self.per_head:
+            p.head_b_bad_epochs += 1
         p.epoch = epoch
         row = {
             "epoch": epoch, "step": p.step, **train_metrics,
             **{f"val_{k}": v for k, v in val_metrics.items()},
-            "best_epoch": p.best_epoch, "skipped_steps": p.skipped_steps, "seconds": time.perf_counter() - t0,
+            "best_epoch": p.best_epoch,
+            **({"head_b_best_epoch": p.head_b_best_epoch} if self.per_head else {}),
+            "skipped_steps": p.skipped_steps, "seconds": time.perf_counter() - t0,
         }
         p.history.append(row)
         if not self.writes_files:
@@ -516,6 +582,8 @@ class HRMTrainer:
         payload = self._checkpoint_payload()
         if improved:
             save_checkpoint(self.best_checkpoint, payload)
+        if improved_b:
+            save_checkpoint(self.head_b_best_checkpoint, payload)
         save_checkpoint(self.last_checkpoint, payload)
         csv = pd.DataFrame(p.history).to_csv(index=False)
         atomic_write(self.log_path, lambda handle: handle.write(csv.encode()))
@@ -524,6 +592,11 @@ class HRMTrainer:
                 if key != "epoch":
                     writer.add_scalar(key, value, epoch)
             writer.flush()
+
+    def _stopped(self) -> bool:
+        """Early stopping: ``patience`` epochs without improvement of the criterion (of both heads' per head)."""
+        patience, p = self.train_cfg.patience, self.progress
+        return p.bad_epochs >= patience and (not self.per_head or p.head_b_bad_epochs >= patience)
 
     def _train_epoch(self, train: HRMTensors, epoch: int) -> dict[str, float]:
         """One shuffled pass; returns the epoch's mean metrics (means over optimizer steps or batches)."""
@@ -676,8 +749,8 @@ class HRMTrainer:
         }
 
     def _resume(self, path: Path, n_train: int) -> None:
-        """Restore everything from ``path`` (a last.pt) and copy it and the run's best.pt into out_dir if it
-        lies elsewhere, so out_dir can itself be resumed even before its first epoch ends."""
+        """Restore everything from ``path`` (a last.pt) and copy it and the run's best checkpoints into out_dir
+        if it lies elsewhere, so out_dir can itself be resumed even before its first epoch ends."""
         payload = load_checkpoint(path, self.device)
         mismatched = [
             f"{section}.{key}"
@@ -695,12 +768,14 @@ class HRMTrainer:
         self.weighting.load_state_dict(payload["loss_weighting"])
         restore_rng_state(payload["rng"], self.generator)
         self.progress = _Progress(**payload["progress"])
-        best_source = path.parent / BEST_CHECKPOINT
-        if self.writes_files and self.progress.best_epoch and best_source.resolve() != self.best_checkpoint.resolve():
-            if not best_source.is_file():
-                raise ValueError(f"{path}: the run's best checkpoint {best_source} is missing")
-            data = best_source.read_bytes()
-            atomic_write(self.best_checkpoint, lambda handle: handle.write(data))
+        best = [(BEST_CHECKPOINT, self.progress.best_epoch), (HEAD_B_BEST_CHECKPOINT, self.progress.head_b_best_epoch)]
+        for name, epoch in best:
+            source, target = path.parent / name, self.out_dir / name
+            if self.writes_files and epoch and source.resolve() != target.resolve():
+                if not source.is_file():
+                    raise ValueError(f"{path}: the run's best checkpoint {source} is missing")
+                data = source.read_bytes()
+                atomic_write(target, lambda handle, data=data: handle.write(data))
         if self.writes_files and path.resolve() != self.last_checkpoint.resolve():
             last = path.read_bytes()
             atomic_write(self.last_checkpoint, lambda handle: handle.write(last))
