@@ -274,9 +274,10 @@ def test_script_resumes_an_interrupted_run_exactly(tmp_path, tiny_config, tiny_d
 
 def test_an_ensemble_run_resumes_from_its_folder_exactly(tmp_path, tiny_data, monkeypatch):
     """Killed in member 1's second epoch: resuming from the run folder restores the finished member 0,
-    continues member 1 and ends with the uninterrupted run's weights and forecasts."""
+    continues member 1 and ends with the uninterrupted run's weights and forecasts (both heads' best weights,
+    under per-head early stopping)."""
     cfg, data = tiny_data
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ensemble_size=2))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ensemble_size=2, early_stopping="per_head"))
     full = train_hrm(cfg, tmp_path / "full", DistContext())
     assert [m["epochs_run"] for m in full["members"]] == [2, 2]
     assert [Path(m["checkpoint_path"]).parent.name for m in full["members"]] == ["member_0", "member_1"]
@@ -288,11 +289,17 @@ def test_an_ensemble_run_resumes_from_its_folder_exactly(tmp_path, tiny_data, mo
     resumed = train_hrm(cfg, tmp_path / "resumed", DistContext(), resume_from=tmp_path / "killed")
     finished = tmp_path / "resumed" / "member_0" / "last.pt"  # copied over, so this folder resumes too
     assert finished.read_bytes() == (tmp_path / "killed" / "member_0" / "last.pt").read_bytes()
+    for name in ("best.pt", "best_head_b.pt"):
+        resumed_file, killed_file = (tmp_path / run / "member_0" / name for run in ("resumed", "killed"))
+        assert resumed_file.read_bytes() == killed_file.read_bytes()
     assert [m["steps"] for m in resumed["members"]] == [m["steps"] for m in full["members"]]
     assert_same_state(load_checkpoint(tmp_path / "resumed" / "member_1" / "last.pt")["model"],
                       load_checkpoint(tmp_path / "full" / "member_1" / "last.pt")["model"])
     before, after = (HRMAdapter.load(tmp_path / name / "hrm_adapter.pt") for name in ("full", "resumed"))
     pd.testing.assert_frame_equal(after.predict_daily(data.X_daily), before.predict_daily(data.X_daily))
+    minutes = data.X_intraday[data.X_intraday["session"] > data.X_daily.index[cfg.hrm.daily_window]]
+    pd.testing.assert_series_equal(after.predict_intraday_proba(minutes, data.X_daily),
+                                   before.predict_intraday_proba(minutes, data.X_daily))
 
 
 def test_torchrun_two_ranks_train_like_one_process(tmp_path, tiny_config, tiny_data):
