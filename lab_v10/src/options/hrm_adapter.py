@@ -539,10 +539,11 @@ class HRMAdapter:
                 f"{path}: {len(state['nets'])} networks stored, expected train.ensemble_size={len(seeds)}"
             )
         head_b = state["head_b_nets"]
-        if (head_b is not None) != (config.train.early_stopping == "per_head") or len(head_b or seeds) != len(seeds):
+        stored = 0 if head_b is None else len(head_b)
+        expected = len(seeds) if config.train.early_stopping == "per_head" else 0
+        if stored != expected:
             raise ValueError(
-                f"{path}: {0 if head_b is None else len(head_b)} Head-B networks stored, expected "
-                f"{len(seeds) if config.train.early_stopping == 'per_head' else 0} for train.early_stopping="
+                f"{path}: {stored} Head-B networks stored, expected {expected} for train.early_stopping="
                 f"{config.train.early_stopping}"
             )
         trainers = []
@@ -550,7 +551,7 @@ class HRMAdapter:
             net = _build_net(config.hrm, seed)
             net.load_state_dict(weights)
             trainer = adapter._trainer(net, member, seed)
-            if head_b is not None:
+            if expected:
                 trainer.head_b_net = _build_net(config.hrm, seed).to(trainer.device)
                 trainer.head_b_net.load_state_dict(head_b[member])
             trainers.append(trainer)
