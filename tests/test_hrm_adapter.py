@@ -406,7 +406,12 @@ def test_per_head_early_stopping_reads_each_head_from_its_own_network(market, tm
     monkeypatch.undo()
     summary = adapter.summaries_[0]
     assert (summary.best_epoch, summary.head_b_best_epoch, summary.epochs_run) == (1, 3, 3)
+    trainer, passes = adapter.trainers_[0], []
+    run_network = trainer.predict_network
+    trainer.predict_network = lambda net, data, batch_size=None: passes.append(net) or run_network(net, data)
     daily, proba = adapter.predict_daily(X_daily), adapter.predict_intraday_proba(X_intraday, X_daily)
+    assert passes == [trainer.net, trainer.head_b_net]  # one pass each, with the network of the head read
+    del trainer.predict_network
 
     loaded = HRMAdapter.load(adapter.save(tmp_path / "hrm.pt"), tmp_path / "loaded")
     pd.testing.assert_frame_equal(loaded.predict_daily(X_daily), daily)

@@ -157,15 +157,13 @@ class EnsemblePredictions:
     """The members' outputs combined; standardized yA units for ``mu`` and ``var``.
 
     mu, var (N,) float64: mixture mean and variance of Head A; proba_b (N, T_L) float64: mean Head-B
-    probability per minute (NaN at padded minutes); steps, steps_b (N, K) int64: ACT segments each member's
-    Head-A and Head-B network used (the same network unless per-head early stopping kept two).
+    probability per minute (NaN at padded minutes); steps (N, K) int64: ACT segments each member used.
     """
 
     mu: np.ndarray
     var: np.ndarray
     proba_b: np.ndarray
     steps: np.ndarray
-    steps_b: np.ndarray
 
 
 def combine_members(preds: list[HRMPredictions]) -> EnsemblePredictions:
@@ -179,7 +177,6 @@ def combine_members(preds: list[HRMPredictions]) -> EnsemblePredictions:
         var=var.mean(axis=0) + ((mu - mean) ** 2).mean(axis=0),
         proba_b=proba.mean(axis=0),
         steps=np.stack([p.steps for p in preds], axis=1).astype(np.int64),
-        steps_b=np.stack([p.steps_b for p in preds], axis=1).astype(np.int64),
     )
 
 
@@ -478,12 +475,16 @@ class HRMAdapter:
         return pd.Series(pred.proba_b[tokens.mask], index=minutes.index, name="proba")
 
     def _predict(self, samples: HRMTensors, keys: pd.DatetimeIndex, head: str) -> EnsemblePredictions:
-        """The members' combined outputs; ``last_steps_`` records the segments of the ``head`` ("a" or "b")
-        networks, the ones whose output the caller reads."""
-        pred = combine_members([trainer.predict(samples) for trainer in self.trainers_])
-        steps = pred.steps if head == "a" else pred.steps_b
-        columns = [f"member_{k}" for k in range(steps.shape[1])]
-        self.last_steps_ = pd.DataFrame(steps, index=keys, columns=columns)
+        """The members' combined outputs from the network each keeps for ``head`` ("a": ``net``, "b":
+        ``head_b_net``; the same one under joint early stopping): only that head's fields are the forecast.
+        ``last_steps_`` records those networks' segments."""
+        preds = [
+            trainer.predict_network(trainer.net if head == "a" else trainer.head_b_net, samples)
+            for trainer in self.trainers_
+        ]
+        pred = combine_members(preds)
+        columns = [f"member_{k}" for k in range(pred.steps.shape[1])]
+        self.last_steps_ = pd.DataFrame(pred.steps, index=keys, columns=columns)
         return pred
 
     # ------------------------------------------------------------------------------------------

@@ -457,40 +457,40 @@ class HRMTrainer:
         metrics["segments"] = steps_total / len(data)
         return metrics
 
-    @torch.no_grad()
     def predict(self, data: HRMTensors, batch_size: int | None = None) -> HRMPredictions:
         """Eval-mode outputs at each sample's halting segment (``hrm_cfg.eval_halting``): Head A from ``net``,
         Head B from ``head_b_net`` (one pass when they are the same network); see HRMPredictions."""
+        pred = self.predict_network(self.net, data, batch_size)
+        if self.head_b_net is self.net:
+            return pred
+        head_b = self.predict_network(self.head_b_net, data, batch_size)
+        return dataclasses.replace(pred, proba_b=head_b.proba_b, steps_b=head_b.steps)
+
+    @torch.no_grad()
+    def predict_network(self, net: HRMNet, data: HRMTensors, batch_size: int | None = None) -> HRMPredictions:
+        """Every output of the one network ``net`` (``self.net`` or ``self.head_b_net``), eval mode, at each
+        sample's halting segment; ``steps_b`` equals ``steps``. For a caller that reads one head only."""
         if len(data) == 0:
             empty = np.zeros(0, dtype=np.float32)
             t_l = data.x_minute.shape[1]
             no_steps = np.zeros(0, np.int64)
             return HRMPredictions(empty, empty.copy(), np.zeros((0, t_l), np.float32), no_steps, no_steps.copy())
-        mu, log_var, steps, proba, steps_b = [], [], [], [], []
-        for _, batch, rollout in self._rollouts(self.net, data, batch_size):
-            mu.append(rollout.output.mu.float().cpu())
-            log_var.append(rollout.output.log_var.float().cpu())
+        mu, log_var, proba, steps = [], [], [], []
+        for _, batch, rollout in self._rollouts(net, data, batch_size):
+            out = rollout.output
+            mu.append(out.mu.float().cpu())
+            log_var.append(out.log_var.float().cpu())
+            p = torch.sigmoid(out.logits_b.float()).masked_fill(~batch.minute_mask, float("nan"))  # (B, T_L)
+            proba.append(p.cpu())
             steps.append(rollout.steps.cpu())
-            if self.head_b_net is self.net:
-                proba.append(self._minute_proba(rollout, batch))
-        if self.head_b_net is self.net:
-            steps_b = steps
-        else:
-            for _, batch, rollout in self._rollouts(self.head_b_net, data, batch_size):
-                proba.append(self._minute_proba(rollout, batch))
-                steps_b.append(rollout.steps.cpu())
+        counts = torch.cat(steps).numpy().astype(np.int64)
         return HRMPredictions(
             mu=torch.cat(mu).numpy(),
             log_var=torch.cat(log_var).numpy(),
             proba_b=torch.cat(proba).numpy(),
-            steps=torch.cat(steps).numpy().astype(np.int64),
-            steps_b=torch.cat(steps_b).numpy().astype(np.int64),
+            steps=counts,
+            steps_b=counts.copy(),
         )
-
-    @staticmethod
-    def _minute_proba(rollout: ACTRollout, batch: HRMTensors) -> Tensor:
-        """Head B's probability per minute (B, T_L) float32 on CPU, NaN at padded minutes."""
-        return torch.sigmoid(rollout.output.logits_b.float()).masked_fill(~batch.minute_mask, float("nan")).cpu()
 
     # ------------------------------------------------------------------------------------------
     # Epochs and batches. The hooks below (_epoch_batches, _segment_forward, _step_losses, _all_halted,
