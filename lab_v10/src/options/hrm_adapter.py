@@ -68,7 +68,7 @@ from lab_v10.src.options.hrm_train import HRMPredictions, HRMTensors, HRMTrainer
 
 logger = logging.getLogger("lab.hrm")
 
-CHECKPOINT_FORMAT = "lab_v10.hrm_adapter/3"  # the "format" key of a saved adapter (3: Head-B nets per head)
+CHECKPOINT_FORMAT = "lab_v10.hrm_adapter/3"  # "format" key of a saved adapter (3: adds per-head Head-B nets)
 NO_SESSIONS = Sessions(np.zeros(0, "datetime64[ns]"), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
