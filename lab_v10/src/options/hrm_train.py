@@ -768,14 +768,17 @@ class HRMTrainer:
         self.weighting.load_state_dict(payload["loss_weighting"])
         restore_rng_state(payload["rng"], self.generator)
         self.progress = _Progress(**payload["progress"])
-        best = [(BEST_CHECKPOINT, self.progress.best_epoch), (HEAD_B_BEST_CHECKPOINT, self.progress.head_b_best_epoch)]
-        for name, epoch in best:
-            source, target = path.parent / name, self.out_dir / name
-            if self.writes_files and epoch and source.resolve() != target.resolve():
+        if not self.writes_files:
+            return
+        copies = [(path, self.last_checkpoint)]
+        for name, epoch in ((BEST_CHECKPOINT, self.progress.best_epoch),
+                            (HEAD_B_BEST_CHECKPOINT, self.progress.head_b_best_epoch)):
+            if epoch:  # the interrupted run wrote this best checkpoint
+                source = path.parent / name
                 if not source.is_file():
                     raise ValueError(f"{path}: the run's best checkpoint {source} is missing")
+                copies.append((source, self.out_dir / name))
+        for source, target in copies:
+            if source.resolve() != target.resolve():
                 data = source.read_bytes()
                 atomic_write(target, lambda handle, data=data: handle.write(data))
-        if self.writes_files and path.resolve() != self.last_checkpoint.resolve():
-            last = path.read_bytes()
-            atomic_write(self.last_checkpoint, lambda handle: handle.write(last))
