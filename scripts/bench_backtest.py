@@ -28,7 +28,7 @@ from bench_common import bench_parser, json_settings, load_average, machine_info
 
 from lab_v10.src.config import BookAConfig, BookBConfig
 from lab_v10.src.data.schema import DailyBars
-from lab_v10.src.options.straddle_book import positions_from_forecast, simulate_straddles
+from lab_v10.src.books.straddle import positions_from_forecast, simulate_straddles
 
 TZ = "America/New_York"
 SESSION_MINUTES = 390
@@ -96,7 +96,7 @@ def daily_frame(days: int, seed: int) -> pd.DataFrame:
 
 def bench_book_b(args) -> dict[str, Any]:
     # imported here, after main() points NUMBA_CACHE_DIR at a fresh folder, so the first call compiles
-    from lab_v10.src.intraday.intraday_book import simulate_intraday_shorts
+    from lab_v10.src.books.intraday import simulate_intraday_shorts
 
     cfg = BookBConfig()
     small, small_signal = minute_frame(2 * SESSION_MINUTES, 1, 0.02, args.seed)

@@ -3,7 +3,7 @@
 Every benchmark prints one JSON document to stdout and, with ``--out FILE``, writes the same document to
 FILE. Times are wall-clock ``time.perf_counter`` seconds; summaries report milliseconds. The machine is
 shared, so each document records the load average (``os.getloadavg``) at its start and end, and ratios are
-always computed from measurements taken side by side in the same run (DESIGN.md section 6).
+always computed from measurements taken side by side in the same run (docs/design.md section 6).
 """
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ from lab_v10.src.data.synthetic import generate_market
 from lab_v10.src.dataset.hrm_tokens import next_session, session_layout
 from lab_v10.src.errors import ConfigError
 from lab_v10.src.eval.metrics import classification_metrics, paired_differences, regression_metrics
-from lab_v10.src.eval.walkforward import walk_forward_folds
+from lab_v10.src.dataset.folds import walk_forward_folds
 from lab_v10.src.features.daily import build_daily_features
 from lab_v10.src.features.intraday import build_intraday_features
 from lab_v10.src.features.labels import make_labels

@@ -3,14 +3,14 @@
     python scripts/manual_param_count.py [--config FILE] [--json]
 
 Prints the same table as ``scripts/validate_hrm27m.py`` (which counts the parameters of the built torch
-model) and exits 1 when the total is outside the 27M budget. The formulas, per DESIGN.md section 4:
+model) and exits 1 when the total is outside the 27M budget. The formulas, per docs/design.md section 4:
 
     block (post-norm)  4 d^2 (QKV + output) + 3 d ffn (SwiGLU) + 2 d (two RMSNorm gains)
     H-module           n_H blocks of width d_H;  L-module  n_L blocks of width d_L
     FiLM H->L          2 d_H d_L;  heads  2 d_H (A) + d_L (B) + 2 d_H (Q);  final norms  d_H + d_L
     input projections  F_d d_H + F_m d_L
 No layer has a bias; the initial states and RoPE tables are buffers, not parameters.
-The formulas and tables live in lab_v10/src/param_budget.py (shared with validate_hrm27m.py, optimize_hrm27m.py and sweep_optuna.py).
+The formulas and tables live in lab_v10/src/options/param_budget.py (shared with validate_hrm27m.py, optimize_hrm27m.py and sweep_optuna.py).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from lab_v10.src.config import load_config
-from lab_v10.src.param_budget import (  # BUDGET and verdict are also read through this script by its tests
+from lab_v10.src.options.param_budget import (  # BUDGET and verdict are also read through this script by its tests
     BUDGET,
     DEFAULT_CONFIG,
     param_counts,

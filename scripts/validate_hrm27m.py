@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
-from lab_v10.src.param_budget import DEFAULT_CONFIG, report, within_budget
+from lab_v10.src.options.param_budget import DEFAULT_CONFIG, report, within_budget
 
 from lab_v10.src.config import HRMConfig, load_config
 from lab_v10.src.options.hrm_net import HRMNet

@@ -12,9 +12,9 @@ from sklearn.metrics import roc_auc_score
 from lab_v10.src.baselines.har import HARGapForecaster
 from lab_v10.src.baselines.lgbm import LGBMGapForecaster, LGBMSetupModel
 from lab_v10.src.baselines.linear import LinearGapForecaster, LogisticSetupModel
-from lab_v10.src.baselines.registry import BASELINE_NAMES, make_baselines
+from lab_v10.src.models.registry import MODEL_NAMES, check_model_names, make_model
 from lab_v10.src.baselines.rules import RuleOnlySetup
-from lab_v10.src.config import BaselineConfig, LabelConfig, config_from_dict
+from lab_v10.src.config import LabConfig, BaselineConfig, LabelConfig, config_from_dict
 from lab_v10.src.data.schema import DailyBars
 from lab_v10.src.errors import ConfigError
 from lab_v10.src.eval.metrics import regression_metrics
@@ -23,6 +23,16 @@ from lab_v10.src.features.intraday import INTRADAY_MODEL_COLUMNS, build_intraday
 from lab_v10.src.features.labels import make_daily_labels, make_intraday_labels
 
 CFG = BaselineConfig()
+
+
+def daily_model(name: str):
+    """The Book A building block of baseline ``name`` from the registry."""
+    return make_model(name, LabConfig(baselines=CFG, seed=0)).daily
+
+
+def intraday_model(name: str):
+    """The Book B building block of baseline ``name`` from the registry."""
+    return make_model(name, LabConfig(baselines=CFG, seed=0)).intraday
 HORIZON = LabelConfig().horizon_days
 
 
@@ -141,7 +151,7 @@ def test_har_needs_iv_to_rebuild_the_forward_realized_vol():
 @pytest.mark.parametrize("name", ["har", "linear", "lgbm"])
 def test_daily_models_forecast_every_row_with_positive_sigma(daily, name):
     X, yA, train, val, test = daily
-    (model,), _ = make_baselines([name], CFG, seed=0)
+    model = daily_model(name)
     assert model.name == name
     model.fit(X, yA, train, val)
     assert model.train_mean_ == pytest.approx(yA.loc[train].mean(), rel=1e-12)
@@ -155,7 +165,7 @@ def test_daily_models_forecast_every_row_with_positive_sigma(daily, name):
 @pytest.mark.parametrize("name", ["linear", "lgbm"])
 def test_linear_and_lgbm_beat_the_training_mean_out_of_sample(daily, name):
     X, yA, train, val, test = daily
-    (model,), _ = make_baselines([name], CFG, seed=0)
+    model = daily_model(name)
     forecast = model.fit(X, yA, train, val).predict_daily(X.loc[test])
     scores = regression_metrics(yA.loc[test], forecast["mu"], forecast["sigma"], model.train_mean_)
     assert scores["r2_oos"] > 0.1
@@ -214,7 +224,7 @@ def test_lgbm_daily_is_deterministic_and_ignores_rows_outside_train_and_val(dail
 @pytest.mark.parametrize("name", ["rule", "logistic", "lgbm"])
 def test_intraday_models_give_a_probability_for_every_minute(intraday, name):
     X, yB, train, val, test = intraday
-    _, (model,) = make_baselines([name], CFG, seed=0)
+    model = intraday_model(name)
     assert model.name == name
     proba = model.fit(X, yB, train, val).predict_intraday_proba(X)
     assert proba.index.equals(X.index)
@@ -334,11 +344,13 @@ def test_predicting_before_fit_is_an_error(intraday):
 # Registry and config
 
 
-def test_registry_builds_each_book_in_order():
-    daily_models, intraday_models = make_baselines(list(BASELINE_NAMES), CFG, seed=3)
-    assert [m.name for m in daily_models] == ["har", "linear", "lgbm"]
-    assert [m.name for m in intraday_models] == ["lgbm", "logistic", "rule"]
-    assert [m.seed for m in (daily_models[2], intraday_models[0])] == [3, 3]
+def test_registry_builds_every_model_with_its_books():
+    cfg = LabConfig(baselines=CFG, seed=3)
+    books = {name: make_model(name, cfg).books for name in MODEL_NAMES}
+    assert books == {"hrm": ("A", "B"), "tshrm": ("A",), "har": ("A",), "linear": ("A",), "lgbm": ("A", "B"),
+                     "logistic": ("B",), "rule": ("B",)}
+    lgbm = make_model("lgbm", cfg)
+    assert [lgbm.daily.seed, lgbm.intraday.seed] == [3, 3]
 
 
 @pytest.mark.parametrize(
@@ -346,15 +358,15 @@ def test_registry_builds_each_book_in_order():
     [
         (
             ["har", "garch"],
-            r"models\[1\]: unknown baseline 'garch' \(expected one of: har, linear, lgbm, logistic, rule\)",
+            r"models\[1\]: unknown model 'garch' \(expected one of: hrm, tshrm, har, linear, lgbm, logistic, rule\)",
         ),
-        (["hrm"], r"'hrm' is built by the pipeline"),
-        (["lgbm", "lgbm"], r"models\[1\]: baseline 'lgbm' is listed twice"),
+        ([], r"models: expected at least one model name"),
+        (["lgbm", "lgbm"], r"models\[1\]: model 'lgbm' is listed twice"),
     ],
 )
-def test_registry_rejects_unknown_and_repeated_names(names, message):
+def test_registry_rejects_unknown_repeated_and_missing_names(names, message):
     with pytest.raises(ConfigError, match=message):
-        make_baselines(names, CFG, seed=0)
+        check_model_names(names)
 
 
 def test_baseline_config_rejects_an_empty_or_non_positive_grid():

@@ -22,7 +22,7 @@ from lab_v10.src.dataset.hrm_tokens import daily_windows, minute_tokens, next_se
 from lab_v10.src.features.daily import build_daily_features
 from lab_v10.src.features.intraday import INTRADAY_MODEL_COLUMNS, build_intraday_features
 from lab_v10.src.features.labels import make_daily_labels, make_intraday_labels
-from lab_v10.src.options.hrm_adapter import HRMAdapter, HRMModel, member_seeds
+from lab_v10.src.options.hrm_adapter import HRMAdapter, member_seeds
 from lab_v10.src.options.hrm_train import HRMTensors, HRMTrainer
 
 WINDOW = 8
@@ -130,7 +130,7 @@ def test_session_layout_rejects_sessions_out_of_time_order():
 
 def test_fit_and_predict_both_books(fitted, market):
     X_daily, X_intraday, yA, yB, train, val = market
-    assert HRMModel is HRMAdapter and fitted.name == "hrm"
+    assert fitted.name == "hrm"
     kept = train[X_daily.index.get_indexer(train) >= WINDOW - 1]
     assert fitted.train_mean_ == pytest.approx(float(yA.loc[kept].mean()))
     assert fitted.hrm_config_.daily_features == X_daily.shape[1]

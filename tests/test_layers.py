@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from lab_v10.src.errors import ConfigError
-from lab_v10.src.models import layers
-from lab_v10.src.models.layers import (
+from lab_v10.src.options import layers
+from lab_v10.src.options.layers import (
     Attention,
     RMSNorm,
     RotaryEmbedding,

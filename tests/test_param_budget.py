@@ -1,4 +1,4 @@
-"""Parameter budget: exact DESIGN.md counts, closed form == torch, the scripts, and HRM27M.md in sync."""
+"""Parameter budget: exact docs/design.md counts, closed form == torch, the scripts, and HRM27M.md in sync."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +16,7 @@ from lab_v10.src.config import HRMConfig, ModuleConfig, load_config
 from lab_v10.src.options.hrm_net import HRMNet
 
 REPO = Path(__file__).resolve().parents[1]
-DESIGN_27M = {  # DESIGN.md section 4
+DESIGN_27M = {  # docs/design.md section 4
     "H-module": 6_557_696,
     "L-module": 19_473_408,
     "FiLM H->L": 786_432,

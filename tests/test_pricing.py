@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lab_v10.src.options.pricing import bsm_delta, bsm_price, straddle_delta, straddle_price
+from lab_v10.src.books.pricing import bsm_delta, bsm_price, straddle_delta, straddle_price
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from lab_v10.src.eval.metrics import (
 from lab_v10.src.eval.plots import drawdown_curve
 from lab_v10.src.eval.report import console_summary, write_report
 from lab_v10.src.eval.results import BookRun, RunResult
-from lab_v10.src.portfolio import combine_books
+from lab_v10.src.books.portfolio import combine_books
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("equity_a.png", "equity_b.png", "equity_portfolio.png", "forecast_scatter_a.png", "calibration_b.png",

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lab_v10.src.config import FeatureConfig
-from lab_v10.src.intraday.scanner import SETUP_OUTPUTS, backside_short_setup
+from lab_v10.src.features.scanner import SETUP_OUTPUTS, backside_short_setup
 
 CFG = FeatureConfig(stretch_k_atr=2.0, stretch_volume_mult=1.5, pivot_lookback_minutes=3)
 

@@ -9,8 +9,8 @@ import pytest
 
 from lab_v10.src.config import BookAConfig
 from lab_v10.src.data.schema import DailyBars
-from lab_v10.src.options.pricing import straddle_delta, straddle_price
-from lab_v10.src.options.straddle_book import positions_from_forecast, simulate_straddles
+from lab_v10.src.books.pricing import straddle_delta, straddle_price
+from lab_v10.src.books.straddle import positions_from_forecast, simulate_straddles
 
 FRICTIONLESS = BookAConfig(
     rate=0.0,

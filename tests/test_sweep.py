@@ -33,8 +33,8 @@ from lab_v10.src.eval.sweep import (
     suggest_params,
     tuning_folds,
 )
-from lab_v10.src.eval.walkforward import walk_forward_folds
-from lab_v10.src.pipeline import build_dataset
+from lab_v10.src.dataset.folds import walk_forward_folds
+from lab_v10.src.dataset.dataset import build_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 CHEAP_SPACE = {

@@ -35,7 +35,7 @@ from lab_v10.src.options.hrm_ddp import (
 )
 from lab_v10.src.options.hrm_net import HRMNet
 from lab_v10.src.options.hrm_train import HRMTrainer
-from lab_v10.src.pipeline import build_dataset
+from lab_v10.src.dataset.dataset import build_dataset
 
 WORLD = 2
 SPAWN_TIMEOUT_S = 240  # a collective that never matches would hang: fail instead

@@ -10,7 +10,7 @@ import pytest
 
 from lab_v10.src.config import WalkForwardConfig
 from lab_v10.src.errors import ConfigError
-from lab_v10.src.eval.walkforward import Fold, cpcv_paths, cpcv_splits, walk_forward_folds
+from lab_v10.src.dataset.folds import Fold, cpcv_paths, cpcv_splits, walk_forward_folds
 
 HORIZON = 21  # rows a label looks ahead, like yA
 

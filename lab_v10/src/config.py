@@ -97,7 +97,7 @@ class FeatureConfig:
 
 @dataclass
 class LabelConfig:
-    """Label definitions (DESIGN.md section 1)."""
+    """Label definitions (docs/design.md section 1)."""
 
     horizon_days: int = checked(21, POSITIVE)  # h: yA spans days t+1..t+h
     horizon_minutes: int = checked(30, POSITIVE)  # H: yB spans minutes m+1..m+H of the same session
@@ -108,7 +108,7 @@ class LabelConfig:
 
 @dataclass
 class WalkForwardConfig:
-    """Walk-forward folds in trading days (daily rows); see lab_v10/src/eval/walkforward.py."""
+    """Walk-forward folds in trading days (daily rows); see lab_v10/src/dataset/folds.py."""
 
     scheme: Literal["expanding", "rolling"] = "expanding"
     n_folds: int = checked(4, POSITIVE)  # consecutive test blocks that end the sample
@@ -134,14 +134,14 @@ class ModuleConfig:
 
 @dataclass
 class HRMConfig:
-    """HRM dual network (DESIGN.md section 4). Widths change between presets, never the code path.
+    """HRM dual network (docs/design.md section 4). Widths change between presets, never the code path.
 
     "Good enough to halt" (lab_v10/src/options/act_halting.py): a segment's answer is correct when the
     Head-A Gaussian NLL of the standardized yA is at most ``halt_nll_threshold`` and the mean Head-B log
     loss over the day's labelled minutes is at most ``halt_bce_threshold``. The defaults are the expected
     scores of uninformed forecasts: N(0, 1) for a standardized target, and p = 1/2 for each minute.
     There is no L->H path: any flow from day d's minutes into H would let Head A (a forecast made at the
-    close of day d-1) read day d, and let FiLM carry later minutes into earlier ones (DESIGN.md 3 and 4).
+    close of day d-1) read day d, and let FiLM carry later minutes into earlier ones (docs/design.md 3 and 4).
     """
 
     h: ModuleConfig = field(default_factory=ModuleConfig)
@@ -193,6 +193,30 @@ class TrainConfig:
     # Networks trained independently (own initialisation and batch order) on the same samples; the adapter
     # averages their forecasts (hrm_adapter.py). 1 = the single HRM of the paper.
     ensemble_size: int = checked(1, POSITIVE)
+
+
+@dataclass
+class TSHRMConfig:
+    """``--models tshrm``: the TimeSeriesHRM (lab_v10/src/models) as a Book A gap forecaster.
+
+    A sample is a forecast date t: the ``window`` standardized daily feature rows ending at t (inclusive) ->
+    a Gaussian (mu, sigma) of the standardized yA(t). Training: deep supervision with ACT (ts_train_step),
+    AdamW, early stopping on the validation NLL. Device and seed are ``train.device`` and ``seed``.
+    """
+
+    window: int = checked(32, POSITIVE)  # T_in: daily rows per input window, ending at the forecast date
+    patch_len: int = checked(4, POSITIVE)  # daily rows per H token; must divide window
+    h: ModuleConfig = field(default_factory=lambda: ModuleConfig(n_layers=1, d_model=32, n_heads=2, ffn_dim=48))
+    l: ModuleConfig = field(default_factory=lambda: ModuleConfig(n_layers=1, d_model=32, n_heads=2, ffn_dim=48))
+    H_cycles: int = checked(2, POSITIVE)
+    L_cycles: int = checked(1, POSITIVE)
+    max_segments: int = checked(2, POSITIVE)
+    lr: float = checked(1e-3, POSITIVE)  # AdamW learning rate
+    weight_decay: float = checked(0.01, NON_NEGATIVE)
+    batch_size: int = checked(32, POSITIVE)  # forecast dates per batch
+    epochs: int = checked(20, POSITIVE)  # maximum passes over the training dates
+    patience: int = checked(3, POSITIVE)  # epochs without a lower validation NLL before stopping
+    grad_clip: float = checked(1.0, POSITIVE)  # max global L2 norm of the gradient per step
 
 
 @dataclass
@@ -281,6 +305,7 @@ class LabConfig:
     walkforward: WalkForwardConfig = field(default_factory=WalkForwardConfig)
     hrm: HRMConfig = field(default_factory=HRMConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    tshrm: TSHRMConfig = field(default_factory=TSHRMConfig)
     book_a: BookAConfig = field(default_factory=BookAConfig)
     book_b: BookBConfig = field(default_factory=BookBConfig)
     portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
@@ -418,3 +443,38 @@ def config_to_dict(cfg: Any) -> dict:
 def validate_config(cfg: Any, source: str = "<config>") -> Any:
     """Re-check a config built in code (e.g. by ``dataclasses.replace``) with the same rules as loading."""
     return config_from_dict(config_to_dict(cfg), source, type(cfg))
+
+
+def apply_overrides(cfg: Any, overrides: dict[str, Any] | list[str], source: str = "--set") -> Any:
+    """``cfg`` with dotted keys set (``section.key``), validated like a YAML file; errors name ``source``.
+
+    ``overrides`` is a mapping ``{"train.epochs": 2}`` (typed values, e.g. from an Optuna trial) or a list of
+    ``"train.epochs=2"`` strings (the ``--set`` flag: each value is read with ``yaml.safe_load``, so
+    ``2``, ``0.5``, ``true``, ``null`` and ``[1, 2]`` mean what they mean in a config file). ConfigError
+    names the key when it is not ``KEY=VALUE``, a section does not exist, or the key is unknown.
+    """
+    if isinstance(overrides, dict):
+        pairs = list(overrides.items())
+    else:
+        pairs = []
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"{source} {item!r}: expected KEY=VALUE, e.g. train.epochs=8")
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                raise ConfigError(f"{source} {key}: value {raw!r} is not a YAML scalar or list") from None
+            pairs.append((key.strip(), value))
+    data = config_to_dict(cfg)
+    for key, value in pairs:
+        node, parts = data, key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"{source} {key}: {where!r} is not a config section")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(f"{source} {key}: unknown key {parts[-1]!r} (expected one of: {', '.join(sorted(node))})")
+        node[parts[-1]] = value
+    return config_from_dict(data, source, type(cfg))

@@ -4,17 +4,13 @@
 is fit on the same training dates, early-stopped on the same validation dates and scored on the same test
 rows, and every strategy trades through the same simulator with the same costs.
 
-Samples and time semantics (DESIGN.md section 3):
-
-- A daily sample is a forecast date *t* (a close) whose label ``yA(t)`` (days t+1..t+h) is defined; the
-  walk-forward folds are built over these dates and purged by the label span ``t..t+h``.
-- Book B's samples for forecast date *t* are the minutes of the next session *d* after *t*: their labels lie
-  inside the yA span of *t*, so the same purging covers them; the HRM reads daily rows <= t = d−1 for them.
-- Test blocks are consecutive, so the books trade one contiguous out-of-sample period.
+Samples and time semantics are the dataset's (:mod:`lab_v10.src.dataset.dataset`, docs/design.md section 3).
+Every model is built by name (:mod:`lab_v10.src.models.registry`) and run through the one model interface
+(:class:`~lab_v10.src.dataset.forecasts.Forecaster`) in a single loop. Test blocks are consecutive, so the
+books trade one contiguous out-of-sample period.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -23,79 +19,26 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lab_v10.src.baselines.registry import make_baselines
+from lab_v10.src.books.intraday import simulate_intraday_shorts
+from lab_v10.src.books.portfolio import combine_books
+from lab_v10.src.books.straddle import positions_from_forecast, simulate_straddles
 from lab_v10.src.config import LabConfig, config_to_dict
-from lab_v10.src.data.market import Market, load_market
+from lab_v10.src.data.market import load_market
+from lab_v10.src.dataset.dataset import Dataset, build_dataset, session_minutes, sessions_for, split_dates
+from lab_v10.src.dataset.folds import Fold, walk_forward_folds
 from lab_v10.src.eval.metrics import classification_metrics, regression_metrics, sharpe_ratio, trading_metrics
 from lab_v10.src.eval.report import console_summary, write_report
 from lab_v10.src.eval.results import BookRun, RunResult
-from lab_v10.src.eval.walkforward import Fold, walk_forward_folds
-from lab_v10.src.features.daily import build_daily_features
-from lab_v10.src.features.intraday import build_intraday_features
-from lab_v10.src.features.labels import make_daily_labels, make_intraday_labels
-from lab_v10.src.intraday.intraday_book import simulate_intraday_shorts
-from lab_v10.src.options.hrm_adapter import HRMAdapter
-from lab_v10.src.options.straddle_book import positions_from_forecast, simulate_straddles
-from lab_v10.src.portfolio import combine_books
+from lab_v10.src.models.registry import check_model_names, make_model
 
 log = logging.getLogger("lab.pipeline")
 
-BOOK_A_RULES = ("always_short", "no_trade")  # position rules traded beside the forecasters
 # Which metric decides a winner, and whether larger is better.
 FORECAST_WINNER_METRICS = {
     "A": {"r2_oos": True, "rmse": False, "gaussian_nll": False, "rank_ic": True},
     "B": {"auc": True, "brier": False, "log_loss": False, "ece": False},
 }
 TRADING_WINNER_METRICS = {"net_sharpe": True, "net_ann_return": True, "net_max_drawdown": True, "dsr": True}
-
-
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-    """Features, labels and samples of one run (all causal; see module docstring)."""
-
-    market: Market
-    X_daily: pd.DataFrame  # index date
-    yA: pd.Series | None  # index date, vol points (None without iv)
-    X_intraday: pd.DataFrame | None  # index minute timestamp
-    yB: pd.Series | None  # index minute timestamp, 0/1/NaN
-    sample_dates: pd.DatetimeIndex  # forecast dates t with a defined label span
-    span_end: pd.DatetimeIndex  # last date each sample's label looks at
-    next_session: pd.Series  # forecast date t -> the next minute session after t (NaT when none)
-
-
-def build_dataset(market: Market, cfg: LabConfig) -> Dataset:
-    """Causal features and labels for ``market`` and the sample dates the folds are built on."""
-    X_daily = build_daily_features(market.daily, cfg.features)
-    yA = span = None
-    if market.daily.has_iv:
-        daily_labels = make_daily_labels(market.daily, cfg.labels).reindex(X_daily.index)
-        yA, span = daily_labels["yA"], daily_labels["span_end"]
-    X_intraday = yB = None
-    if market.minutes is not None:
-        X_intraday = build_intraday_features(market.minutes, cfg.features)
-        yB = make_intraday_labels(market.minutes, X_intraday["atr"], cfg.labels)["yB"].reindex(X_intraday.index)
-
-    sessions = pd.DatetimeIndex([] if X_intraday is None else X_intraday["session"].unique()).sort_values()
-    dates = X_daily.index
-    pos = np.searchsorted(sessions.to_numpy(), dates.to_numpy(), side="right")  # (n_dates,) len(sessions) = none
-    after_last = np.append(sessions.to_numpy(), np.datetime64("NaT"))
-    next_session = pd.Series(after_last[pos], index=dates)
-    if yA is not None:
-        keep = yA.notna().to_numpy()
-        sample_dates, span_end = dates[keep], pd.DatetimeIndex(span[keep])
-    else:
-        # No implied vol: no yA. A sample is a date with a next minute session; its span is that session.
-        keep = next_session.notna().to_numpy()
-        sample_dates, span_end = dates[keep], pd.DatetimeIndex(next_session[keep])
-    if len(sample_dates) == 0:
-        raise ValueError("no labelled samples: the data is shorter than the label horizon")
-    return Dataset(market, X_daily, yA, X_intraday, yB, sample_dates, span_end, next_session)
-
-
-def sessions_for(data: Dataset, dates: pd.DatetimeIndex) -> pd.DatetimeIndex:
-    """The minute sessions whose labels belong to forecast dates ``dates`` (the next session of each)."""
-    nxt = data.next_session.reindex(dates).dropna()
-    return pd.DatetimeIndex(nxt.unique()).sort_values()
 
 
 def _fold_dict(fold: Fold) -> dict:
@@ -113,17 +56,18 @@ def _fold_dict(fold: Fold) -> dict:
     }
 
 
-def _forecast_metrics(frame: pd.DataFrame, models: list[str], book: str) -> dict[str, dict]:
-    """Per model: metrics per fold and over all test rows (``fold_<k>`` and ``all``)."""
+def _forecast_metrics(frame: pd.DataFrame, book: str) -> dict[str, dict]:
+    """Per model of a long forecast table: metrics per fold and over all its labelled rows (``fold_<k>``, ``all``)."""
     out: dict[str, dict] = {}
-    for model in models:
+    frame = frame[frame["y_true"].notna()]
+    for model, rows in frame.groupby("model", sort=False):
         per: dict[str, dict] = {}
-        groups = [(f"fold_{k}", g) for k, g in frame.groupby("fold", sort=True)] + [("all", frame)]
+        groups = [(f"fold_{k}", g) for k, g in rows.groupby("fold", sort=True)] + [("all", rows)]
         for key, g in groups:
             if book == "A":
-                per[key] = regression_metrics(g["y_true"], g[f"mu_{model}"], g[f"sigma_{model}"], g["train_mean"])
+                per[key] = regression_metrics(g["y_true"], g["mu"], g["sigma"], g["train_mean"])
             else:
-                per[key] = classification_metrics(g["y_true"], g[f"proba_{model}"])
+                per[key] = classification_metrics(g["y_true"], g["proba"])
         out[model] = per
     return out
 
@@ -151,94 +95,73 @@ def _trading(book: BookRun, n_trials_per_strategy: int) -> None:
         )
 
 
+def _checked(values: pd.Series | None, index: pd.Index, model: str, what: str) -> np.ndarray:
+    """``values`` on exactly ``index``, finite; ValueError naming the model and the first row it lacks."""
+    aligned = pd.Series(np.nan, index=index) if values is None else values.reindex(index)
+    bad = ~np.isfinite(aligned.to_numpy(dtype=float))
+    if bad.any():
+        raise ValueError(f"{model}: no finite {what} for test row {index[np.flatnonzero(bad)[0]]}")
+    return aligned.to_numpy(dtype=float)
+
+
 def _run_models(data: Dataset, folds: list[Fold], cfg: LabConfig, out_dir: Path):
-    """Fit every model per fold.
+    """Fit every model of ``cfg.models`` per fold and forecast the fold's test rows.
 
-    Returns the Book A forecast table (test dates), the Book B forecast table (labelled test minutes, for
-    scoring), the Book B probabilities of every test minute (for trading: minutes whose label horizon runs
-    past the close have no label but can still be traded) and the HRM's ACT segments per prediction and member.
+    Returns the long Book A table (one row per test date and model: ``date, fold, model, y_true,
+    train_mean, mu, sigma``), the long Book B table (one row per test minute and model: ``timestamp,
+    session, fold, model, y_true`` (NaN where the horizon runs past the close), ``setup_signal, proba``) and
+    the ACT segments per model that reports them (one value per test sample and ensemble member).
+    ``train_mean`` is the mean training label of the fold: the R^2 benchmark, the same for every model.
     """
-    names = list(dict.fromkeys(cfg.models))
-    daily_models_names = [n for n in names if n != "hrm"]
-    rows_a, rows_b, rows_trade, steps = [], [], [], []
+    names = cfg.models
+    rows_a, rows_b, segments = [], [], {}
     for fold in tqdm(folds, desc="walk-forward folds", unit="fold"):
-        train = data.sample_dates[fold.train_idx]
-        val = data.sample_dates[fold.val_idx]
-        test = data.sample_dates[fold.test_idx]
-        daily_models, intraday_models = make_baselines(daily_models_names, cfg.baselines, cfg.seed)
-        if data.yA is None:
-            daily_models = []
-        if data.X_intraday is None:
-            intraday_models = []
-        table_a = pd.DataFrame(index=test) if data.yA is not None else None
-        table_b = None
+        train, _, test = split_dates(data, fold)
+        truth_a = truth_b = None
+        if data.yA is not None:
+            truth_a = pd.DataFrame({"date": test, "fold": fold.number, "y_true": data.yA.loc[test].to_numpy(),
+                                    "train_mean": float(data.yA.loc[train].mean())})
         if data.X_intraday is not None:
-            test_sessions = sessions_for(data, test)
-            test_minutes = data.X_intraday.index[data.X_intraday["session"].isin(test_sessions).to_numpy()]
-            labelled = test_minutes[data.yB.reindex(test_minutes).notna().to_numpy()]
-            table_b = pd.DataFrame(index=labelled)
-            trade_b = pd.DataFrame(index=test_minutes)
-            X_test_minutes = data.X_intraday.loc[test_minutes]
-
-        if table_a is not None:
-            table_a["fold"] = fold.number
-            table_a["y_true"] = data.yA.loc[test].to_numpy()
-        for model in daily_models:
-            model.fit(data.X_daily, data.yA, train, val)
-            pred = model.predict_daily(data.X_daily.loc[test])
-            table_a[f"mu_{model.name}"] = pred["mu"].to_numpy()
-            table_a[f"sigma_{model.name}"] = pred["sigma"].to_numpy()
-            table_a["train_mean"] = model.train_mean_
-        if table_b is not None:
-            table_b["fold"] = fold.number
-            table_b["session"] = data.X_intraday.loc[labelled, "session"].to_numpy()
-            table_b["y_true"] = data.yB.loc[labelled].to_numpy()
-            table_b["setup_signal"] = data.X_intraday.loc[labelled, "setup_signal"].to_numpy().astype(bool)
-            train_s, val_s = sessions_for(data, train), sessions_for(data, val)
-            for model in intraday_models:
-                model.fit(data.X_intraday, data.yB, train_s, val_s)
-                proba = model.predict_intraday_proba(X_test_minutes)
-                trade_b[model.name] = proba.to_numpy()
-                table_b[f"proba_{model.name}"] = proba.loc[labelled].to_numpy()
-        if "hrm" in names:
-            hrm = HRMAdapter(cfg, out_dir=out_dir / "hrm" / f"fold_{fold.number}")
-            hrm.fit(data.X_daily, data.X_intraday, data.yA, data.yB, train, val)
-            if table_a is not None:
-                pred = hrm.predict_daily(data.X_daily.loc[: test[-1]]).reindex(test)
-                if pred["mu"].isna().any():
-                    missing = pred.index[pred["mu"].isna()][0]
-                    raise ValueError(f"hrm: no forecast for test date {missing.date()} (too little daily history)")
-                table_a["mu_hrm"] = pred["mu"].to_numpy()
-                table_a["sigma_hrm"] = pred["sigma"].to_numpy()
-                if "train_mean" not in table_a:
-                    table_a["train_mean"] = hrm.train_mean_
-                steps.append(hrm.last_steps_.reindex(test).to_numpy().ravel())  # per (test date, member)
-            if table_b is not None:
-                proba = hrm.predict_intraday_proba(X_test_minutes, data.X_daily).reindex(test_minutes)
-                if proba.isna().any():
-                    raise ValueError(f"hrm: no probability for test minute {proba.index[proba.isna()][0]}")
-                trade_b["hrm"] = proba.to_numpy()
-                table_b["proba_hrm"] = proba.loc[labelled].to_numpy()
-                steps.append(hrm.last_steps_.to_numpy().ravel())  # per (test session, member)
-        if table_a is not None:
-            rows_a.append(table_a)
-        if table_b is not None:
-            rows_b.append(table_b)
-            rows_trade.append(trade_b)
-    forecasts_a = pd.concat(rows_a) if rows_a else pd.DataFrame()
-    forecasts_b = pd.concat(rows_b) if rows_b else pd.DataFrame()
-    trade_proba_b = pd.concat(rows_trade) if rows_trade else pd.DataFrame()
-    segments = np.concatenate(steps) if steps else np.zeros(0, dtype=int)
-    return forecasts_a, forecasts_b, trade_proba_b, segments
+            minutes = session_minutes(data, sessions_for(data, test))
+            X = data.X_intraday.loc[minutes]
+            truth_b = pd.DataFrame({"timestamp": minutes, "session": X["session"].to_numpy(), "fold": fold.number,
+                                    "y_true": data.yB.reindex(minutes).to_numpy(dtype=float),
+                                    "setup_signal": X["setup_signal"].to_numpy().astype(bool)})
+        for name in names:
+            model = make_model(name, cfg, out_dir / name / f"fold_{fold.number}")
+            books = [b for b, truth in (("A", truth_a), ("B", truth_b)) if b in model.books and truth is not None]
+            if not books:
+                log.info("%s: skipped (it forecasts Book %s, which this data cannot run)", name, "/".join(model.books))
+                continue
+            forecasts = model.fit(data, fold).predict(data, test)
+            if "A" in books:
+                rows_a.append(truth_a.assign(model=name, mu=_checked(forecasts.mu, test, name, "mu"),
+                                             sigma=_checked(forecasts.sigma, test, name, "sigma")))
+            if "B" in books:
+                proba = _checked(forecasts.proba, truth_b["timestamp"], name, "probability")
+                rows_b.append(truth_b.assign(model=name, proba=proba))
+            for key, table in forecasts.diagnostics.items():
+                if key.startswith("act_segments"):
+                    segments.setdefault(name, []).append(table.to_numpy().ravel())
+    columns_a = ["date", "fold", "model", "y_true", "train_mean", "mu", "sigma"]
+    columns_b = ["timestamp", "session", "fold", "model", "y_true", "setup_signal", "proba"]
+    forecasts_a = pd.concat(rows_a, ignore_index=True)[columns_a] if rows_a else pd.DataFrame(columns=columns_a)
+    forecasts_b = pd.concat(rows_b, ignore_index=True)[columns_b] if rows_b else pd.DataFrame(columns=columns_b)
+    return forecasts_a, forecasts_b, {name: np.concatenate(parts) for name, parts in segments.items()}
 
 
 def _book_a(data: Dataset, forecasts_a: pd.DataFrame, cfg: LabConfig) -> BookRun:
-    if forecasts_a.empty:
+    """Trade each model's straddle positions, always-short and no-trade on the test dates."""
+    if data.yA is None:
         return BookRun(skipped="Book A skipped: the daily data has no implied vol (iv), so yA and straddles are undefined")
+    if forecasts_a.empty:
+        return BookRun(skipped="Book A skipped: no model in --models forecasts Book A (e.g. hrm, tshrm, har, linear, lgbm)")
     book = BookRun()
-    test = forecasts_a.index
-    models = [c[len("mu_"):] for c in forecasts_a.columns if c.startswith("mu_")]
-    positions = {m: positions_from_forecast(forecasts_a[f"mu_{m}"], forecasts_a[f"sigma_{m}"], cfg.book_a) for m in models}
+    positions = {}
+    for model, rows in forecasts_a.groupby("model", sort=False):
+        rows = rows.set_index("date")
+        positions[model] = positions_from_forecast(rows["mu"], rows["sigma"], cfg.book_a)
+    test = pd.DatetimeIndex(forecasts_a["date"].unique())
     positions["always_short"] = pd.Series(-cfg.book_a.size_cap, index=test)
     positions["no_trade"] = pd.Series(0.0, index=test)
     for name, position in positions.items():
@@ -248,11 +171,15 @@ def _book_a(data: Dataset, forecasts_a: pd.DataFrame, cfg: LabConfig) -> BookRun
     return book
 
 
-def _book_b(data: Dataset, trade_proba: pd.DataFrame, cfg: LabConfig) -> BookRun:
+def _book_b(data: Dataset, forecasts_b: pd.DataFrame, cfg: LabConfig) -> BookRun:
     """Trade the setup on every test minute: the rule alone, and filtered by each model's probability."""
-    if data.X_intraday is None or trade_proba.empty:
+    if data.X_intraday is None:
         return BookRun(skipped="Book B skipped: no minute bars were given (--minutes), so there is nothing to trade")
+    if forecasts_b.empty:
+        return BookRun(skipped="Book B skipped: no model in --models forecasts Book B (e.g. hrm, lgbm, logistic, rule)")
     book = BookRun()
+    trade_proba = forecasts_b.pivot(index="timestamp", columns="model", values="proba")  # (test minutes, models)
+    trade_proba = trade_proba[list(forecasts_b["model"].unique())]
     X = data.X_intraday.loc[trade_proba.index]
     sessions = pd.DatetimeIndex(X["session"].unique())
     bars = data.market.minutes.frame.loc[X.index]
@@ -297,6 +224,7 @@ def _portfolio(book_a: BookRun, book_b: BookRun, cfg: LabConfig) -> tuple[dict, 
 
 def run(cfg: LabConfig, out_dir: Path, preset: str = "", n_trials: int = 1) -> RunResult:
     """Run the whole lab for ``cfg``; write the report into ``out_dir``; return the results."""
+    check_model_names(cfg.models)  # before any work: a typo must not cost a data load
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -327,11 +255,11 @@ def run(cfg: LabConfig, out_dir: Path, preset: str = "", n_trials: int = 1) -> R
     folds = walk_forward_folds(data.sample_dates, data.span_end, cfg.walkforward)
     for fold in folds:
         log.info(fold.describe())
-    forecasts_a, forecasts_b, trade_proba_b, segments = _run_models(data, folds, cfg, out_dir)
+    forecasts_a, forecasts_b, segments = _run_models(data, folds, cfg, out_dir)
     lap("models")
 
     book_a = _book_a(data, forecasts_a, cfg)
-    book_b = _book_b(data, trade_proba_b, cfg)
+    book_b = _book_b(data, forecasts_b, cfg)
     for book in (book_a, book_b):
         if book.skipped is None:
             _trading(book, n_trials)
@@ -340,21 +268,19 @@ def run(cfg: LabConfig, out_dir: Path, preset: str = "", n_trials: int = 1) -> R
     portfolio, portfolio_metrics = _portfolio(book_a, book_b, cfg)
     lap("books")
 
-    models_a = [c[len("mu_"):] for c in forecasts_a.columns if c.startswith("mu_")]
-    models_b = [c[len("proba_"):] for c in forecasts_b.columns if c.startswith("proba_")]
     forecast_metrics = {}
     winners = {}
-    if models_a:
-        forecast_metrics["A"] = _forecast_metrics(forecasts_a, models_a, "A")
+    if not forecasts_a.empty:
+        forecast_metrics["A"] = _forecast_metrics(forecasts_a, "A")
         winners["forecast_A"] = _winners({m: s["all"] for m, s in forecast_metrics["A"].items()}, FORECAST_WINNER_METRICS["A"])
-    if models_b:
-        forecast_metrics["B"] = _forecast_metrics(forecasts_b, models_b, "B")
+    if not forecasts_b.empty:
+        forecast_metrics["B"] = _forecast_metrics(forecasts_b, "B")
         winners["forecast_B"] = _winners({m: s["all"] for m, s in forecast_metrics["B"].items()}, FORECAST_WINNER_METRICS["B"])
         # The meta-label only matters where the setup fires: score the models on those minutes too.
         on_setup = forecasts_b[forecasts_b["setup_signal"]]
         if on_setup["y_true"].nunique() == 2 and all(on_setup.groupby("fold")["y_true"].nunique() == 2):
-            models = [m for m in models_b if m != "rule"]  # the rule's probability is constant on setup minutes
-            forecast_metrics["B_setup"] = _forecast_metrics(on_setup, models, "B")
+            # the rule's probability is constant on setup minutes: nothing to score
+            forecast_metrics["B_setup"] = _forecast_metrics(on_setup[on_setup["model"] != "rule"], "B")
             winners["forecast_B_setup"] = _winners(
                 {m: s["all"] for m, s in forecast_metrics["B_setup"].items()}, FORECAST_WINNER_METRICS["B"]
             )
@@ -379,7 +305,7 @@ def run(cfg: LabConfig, out_dir: Path, preset: str = "", n_trials: int = 1) -> R
         portfolio=portfolio,
         portfolio_metrics=portfolio_metrics,
         winners=winners,
-        hrm_segments=segments,
+        act_segments=segments,
         n_trials=n_trials,
         timings=timings,
     )

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LinearRegression
 
-from lab_v10.src.baselines.base import daily_samples, feature_frame, gap_forecast, require_fitted, residual_sigma
+from lab_v10.src.baselines.base import gap_forecast, residual_sigma
+from lab_v10.src.dataset.samples import daily_samples, feature_frame, require_fitted
 
 _RV_COLUMN = re.compile(r"^rv_(\d+)d$")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lab_v10.src.baselines.base import feature_frame, fold_dates
+from lab_v10.src.dataset.samples import feature_frame, fold_dates
 
 SIGNAL_COLUMN = "setup_signal"
 

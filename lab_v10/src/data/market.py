@@ -1,4 +1,4 @@
-"""The first arrow of the data flow: a data source -> validated bars (DESIGN.md section 2).
+"""The first arrow of the data flow: a data source -> validated bars (docs/design.md section 2).
 
 :func:`load_market` turns ``DataConfig`` into a :class:`Market` — daily bars (with ``iv`` when the source has
 it), minute bars when the source has them, the synthetic oracle when the source is synthetic — plus a plain

@@ -1,4 +1,4 @@
-"""H and L token builders of the HRM dual network (DESIGN.md sections 3 and 4), on plain numpy arrays.
+"""H and L token builders of the HRM dual network (docs/design.md sections 3 and 4), on plain numpy arrays.
 
 A sample of the network is keyed by a forecast date *t* (a daily row):
 

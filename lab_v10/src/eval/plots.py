@@ -112,17 +112,17 @@ def calibration_png(tables: dict[str, pd.DataFrame]) -> bytes:
     return _png(fig)
 
 
-def segments_histogram_png(segments: np.ndarray) -> bytes:
-    """Histogram of the ACT segments the HRM ran per test sample (integers >= 1), one bar per count."""
+def segments_histogram_png(segments: np.ndarray, model: str) -> bytes:
+    """Histogram of the ACT segments ``model`` ran per test sample (integers >= 1), one bar per count."""
     values, counts = np.unique(np.asarray(segments, dtype=int), return_counts=True)
     if values.size == 0:
-        raise ValueError("hrm_segments: expected at least one test sample, got none")
+        raise ValueError(f"{model}: ACT segments: expected at least one test sample, got none")
     fig = _figure(7.0, 4.0)
     ax = fig.add_subplot()
     ax.bar(values, counts, width=0.8)
     ax.set_xticks(values)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("HRM: ACT segments used per test sample and member (learned halting)")
+    ax.set_title(f"{model}: ACT segments used per test sample and member (learned halting)")
     ax.set_xlabel("Segments run (count)")
     ax.set_ylabel("Test samples (count)")
     ax.grid(alpha=0.3, axis="y")

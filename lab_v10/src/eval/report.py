@@ -10,12 +10,13 @@ Files (in ``out_dir``):
 - ``summary.json``: strict JSON (no NaN/Infinity; undefined metrics are ``null``) with the config,
   preset, data description, folds, forecast metrics per book, model and fold (and ``"all"``), trading
   metrics per book and strategy (gross and net keys of ``trading_metrics``), portfolio metrics, skipped
-  books, trade counts, winners, ACT segment counts, ``n_trials`` and timings (seconds).
+  books, trade counts, winners, ACT segment counts per model with learned halting, ``n_trials`` and
+  timings (seconds).
 - ``folds.csv`` (one row per fold; a (start, end) period becomes ``<key>_start``, ``<key>_end``),
   ``forecast_metrics_A.csv`` / ``forecast_metrics_B.csv`` (one row per model and fold, ``"all"`` last),
   ``trading_metrics.csv`` (one row per book and strategy; book ``A``, ``B`` or ``portfolio``),
   ``trades_<book>_<strategy>.csv`` (the simulator's trade table).
-- ``forecasts_a.parquet``, ``forecasts_b.parquet`` (the forecast tables as given) and ``pnl_daily.parquet``
+- ``forecasts_a.parquet``, ``forecasts_b.parquet`` (the long forecast tables as given, a ``model`` column) and ``pnl_daily.parquet``
   (index ``date``; one column ``<book>:<strategy>`` of daily net P&L per unit of capital for each book
   strategy and ``portfolio:<strategy>`` for the portfolio; NaN on dates that are not sessions of that book).
 - PNG plots (see :mod:`lab_v10.src.eval.plots`) and ``report.html``, one self-contained page (inline CSS,
@@ -270,29 +271,30 @@ def _render_plots(result: RunResult, net_pnl: dict[str, dict[str, pd.Series]]) -
 
     title = "Book A: predicted vs realised vol gap"
     fa = result.forecasts_a
-    models = [c.removeprefix("mu_") for c in fa.columns if c.startswith("mu_")]
-    if fa.empty or not models:
+    if fa.empty:
         figures.append(Plot(title, "forecast_scatter_a.png", None, f"{title}: no Book A forecasts in this run."))
     else:
-        r2 = {m: result.forecast_metrics.get("A", {}).get(m, {}).get("all", {}).get("r2_oos") for m in models}
-        panels = {f"{m} (R² OOS {_fmt(r2[m], 'metric')})": fa[f"mu_{m}"].to_numpy() for m in models}
-        png = plots.forecast_scatter_png(fa["y_true"].to_numpy(), panels)
+        r2 = {m: result.forecast_metrics.get("A", {}).get(m, {}).get("all", {}).get("r2_oos") for m in fa["model"].unique()}
+        by_model = {m: rows for m, rows in fa.groupby("model", sort=False)}
+        panels = {f"{m} (R² OOS {_fmt(r2[m], 'metric')})": rows["mu"].to_numpy() for m, rows in by_model.items()}
+        png = plots.forecast_scatter_png(next(iter(by_model.values()))["y_true"].to_numpy(), panels)
         figures.append(Plot(title, "forecast_scatter_a.png", png))
 
     title = "Book B: calibration of Head B"
     fb = result.forecasts_b
-    models = [c.removeprefix("proba_") for c in fb.columns if c.startswith("proba_")]
-    if fb.empty or not models:
+    fb = fb[fb["y_true"].notna()]
+    if fb.empty:
         figures.append(Plot(title, "calibration_b.png", None, f"{title}: no Book B forecasts in this run."))
     else:
-        tables = {m: calibration_table(fb["y_true"], fb[f"proba_{m}"]) for m in models}
+        tables = {m: calibration_table(rows["y_true"], rows["proba"]) for m, rows in fb.groupby("model", sort=False)}
         figures.append(Plot(title, "calibration_b.png", plots.calibration_png(tables)))
 
-    title = "HRM: ACT segments used"
-    if result.hrm_segments.size == 0:
-        figures.append(Plot(title, "hrm_segments.png", None, f"{title}: the HRM did not run, no segments recorded."))
-    else:
-        figures.append(Plot(title, "hrm_segments.png", plots.segments_histogram_png(result.hrm_segments)))
+    if not result.act_segments:
+        title = "ACT segments used"
+        figures.append(Plot(title, "act_segments.png", None, f"{title}: no model with learned halting ran."))
+    for model, segments in result.act_segments.items():
+        title = f"{model}: ACT segments used"
+        figures.append(Plot(title, f"act_segments_{model}.png", plots.segments_histogram_png(segments, model)))
     return figures
 
 
@@ -302,7 +304,10 @@ def _render_plots(result: RunResult, net_pnl: dict[str, dict[str, pd.Series]]) -
 
 def _summary_json(result: RunResult) -> str:
     """The summary as strict, indented JSON text (see the module docstring for its content)."""
-    values, counts = np.unique(np.asarray(result.hrm_segments, dtype=int), return_counts=True)
+    segments = {}
+    for model, steps in result.act_segments.items():
+        values, counts = np.unique(np.asarray(steps, dtype=int), return_counts=True)
+        segments[model] = {"n_samples": int(counts.sum()), "counts": dict(zip(values.tolist(), counts.tolist()))}
     summary = {
         "preset": result.preset,
         "config": result.config,
@@ -316,7 +321,7 @@ def _summary_json(result: RunResult) -> str:
         "skipped": {book: run.skipped for book, run in _books(result).items()},
         "n_trades": {book: {s: len(t) for s, t in run.trades.items()} for book, run in _books(result).items()},
         "winners": result.winners,
-        "hrm_segments": {"n_samples": int(counts.sum()), "counts": dict(zip(values.tolist(), counts.tolist()))},
+        "act_segments": segments,
     }
     return json.dumps(_json_safe(summary, "summary"), indent=2, allow_nan=False, ensure_ascii=False)
 

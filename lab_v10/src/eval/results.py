@@ -1,7 +1,7 @@
 """What one pipeline run produces: the hand-off from ``pipeline.run`` to ``eval.report``.
 
-Every model is scored on identical test rows: the forecast tables hold one row per test sample with the
-truth and one column per model, so a model cannot be scored on rows another one skipped.
+Every model is scored on identical test rows: the forecast tables are long, one row per test sample and
+model with the truth beside the forecast, and the pipeline refuses a model that misses a test row.
 
 Units: forecasts of ``yA`` in vol points (annualized %); probabilities in [0, 1]; every P&L series is a
 daily return per unit of capital (0.01 = +1% of capital), indexed by session date.
@@ -37,16 +37,17 @@ class RunResult:
     - ``config``: the resolved config as a plain dict; ``preset``: which preset file was used and why.
     - ``data``: description of the inputs (source, rows, date ranges, sessions, coverage, label balance).
     - ``folds``: one dict per walk-forward fold (number, train/val/test periods, sizes, purged, embargoed).
-    - ``forecasts_a``: index = forecast date (test rows only); columns ``fold``, ``y_true``, ``train_mean``
-      and ``mu_<model>``, ``sigma_<model>`` per model.
-    - ``forecasts_b``: index = minute timestamp (labelled test minutes only); columns ``fold``, ``session``,
-      ``y_true``, ``setup_signal`` and ``proba_<model>`` per model.
+    - ``forecasts_a``: one row per test date and model: ``date``, ``fold``, ``model``, ``y_true``,
+      ``train_mean`` (the fold's mean training label, the R^2 benchmark), ``mu``, ``sigma`` (vol points).
+    - ``forecasts_b``: one row per test minute and model: ``timestamp``, ``session``, ``fold``, ``model``,
+      ``y_true`` (0/1, NaN where the label horizon runs past the close: traded, not scored),
+      ``setup_signal``, ``proba``.
     - ``forecast_metrics``: ``{"A"|"B": {model: {"fold_<k>": metrics, "all": metrics}}}``.
     - ``book_a``, ``book_b``: per-strategy trading results; ``portfolio``: per-strategy combined results
       (daily DataFrame with at least ``portfolio`` and the weights) and ``portfolio_metrics``.
     - ``winners``: ``{section: {metric: model}}`` — which model won each headline metric.
-    - ``hrm_segments``: ACT segments used per test sample and ensemble member by the HRM (empty if the HRM
-      did not run).
+    - ``act_segments``: per model with learned halting (``hrm``, ``tshrm``), the ACT segments used per test
+      sample and ensemble member.
     - ``n_trials``: the number of configurations tried (1 for a single run; a sweep's count otherwise),
       used for the deflated Sharpe ratio.
     """
@@ -63,6 +64,6 @@ class RunResult:
     portfolio: dict[str, pd.DataFrame]
     portfolio_metrics: dict[str, dict]
     winners: dict[str, dict[str, str]]
-    hrm_segments: np.ndarray
+    act_segments: dict[str, np.ndarray]
     n_trials: int = 1
     timings: dict[str, float] = field(default_factory=dict)

@@ -93,11 +93,11 @@ from lab_v10.src.data.market import load_market
 from lab_v10.src.data.store import atomic_output
 from lab_v10.src.errors import ConfigError
 from lab_v10.src.eval.metrics import classification_metrics, regression_metrics
-from lab_v10.src.eval.walkforward import walk_forward_folds
+from lab_v10.src.dataset.folds import walk_forward_folds
 from lab_v10.src.features.intraday import INTRADAY_MODEL_COLUMNS
 from lab_v10.src.options.hrm_adapter import HRMAdapter
-from lab_v10.src.param_budget import BUDGET, param_counts
-from lab_v10.src.pipeline import Dataset, sessions_for, build_dataset
+from lab_v10.src.options.param_budget import BUDGET, param_counts
+from lab_v10.src.dataset.dataset import Dataset, build_dataset, sessions_for
 
 log = logging.getLogger("lab.sweep")
 
@@ -371,7 +371,7 @@ def score_forecasts(adapter: HRMAdapter, data: Dataset, dates: pd.DatetimeIndex)
 
 def param_budget_violation(hrm: HRMConfig) -> str | None:
     """Why ``hrm`` (with the data's feature widths) breaks the 27M budget (closed-form count of
-    lab_v10/src/param_budget.py, input projections included), or None when it fits."""
+    lab_v10/src/options/param_budget.py, input projections included), or None when it fits."""
     total = param_counts(hrm)["total"]
     if BUDGET[0] <= total <= BUDGET[1]:
         return None

@@ -1,6 +1,6 @@
 """Causal daily features ``X_daily`` from :class:`~lab_v10.src.data.schema.DailyBars`.
 
-Time semantics (DESIGN.md section 3): row *t* is known at the close of day *t* and uses daily bars with
+Time semantics (docs/design.md section 3): row *t* is known at the close of day *t* and uses daily bars with
 dates ``<= t`` only. Every window below is trailing and counts trading days (rows), not calendar days.
 
 Columns, in the order of :func:`daily_feature_columns` (``A`` = ``cfg.annualization_days``):

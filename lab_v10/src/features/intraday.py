@@ -1,6 +1,6 @@
 """Causal intraday features ``X_intraday`` from :class:`~lab_v10.src.data.schema.MinuteBars`.
 
-Time semantics (DESIGN.md section 3): the row of minute *m* (labelled by the bar's start) is known at the
+Time semantics (docs/design.md section 3): the row of minute *m* (labelled by the bar's start) is known at the
 close of *m* and uses minutes ``<= m`` of its session and earlier sessions only. Sessions are the
 exchange-time dates of the bars; bars may be missing (thin trading) and sessions may differ in length
 (half days). Every session state (VWAP, running high/low, open, setup) resets at the session's first bar.
@@ -18,7 +18,7 @@ Model features (:data:`INTRADAY_MODEL_COLUMNS`, scale-free, always finite):
 - ``session_return``: ``ln(close / open of the session's first bar)``.
 - ``session_range_atr``: ``(running session high - running session low) / atr``.
 - ``setup_stretched``, ``setup_armed``, ``setup_signal``: 0/1 flags of the backside-short setup
-  (:mod:`lab_v10.src.intraday.scanner`).
+  (:mod:`lab_v10.src.features.scanner`).
 - ``setup_pivot_distance_atr``: ``(pivot_high - close) / atr`` while armed, 0 while disarmed (read it
   with ``setup_armed``).
 
@@ -44,7 +44,7 @@ from lab_v10.src.config import FeatureConfig
 from lab_v10.src.data.schema import MinuteBars
 from lab_v10.src.errors import DataValidationError
 from lab_v10.src.features.daily import require_finite
-from lab_v10.src.intraday.scanner import backside_short_setup
+from lab_v10.src.features.scanner import backside_short_setup
 
 logger = logging.getLogger("lab.features")
 

@@ -1,7 +1,7 @@
 """Labels ``yA`` (daily vol gap, Book A) and ``yB`` (per-minute downside-first barrier, Book B).
 
 Each label row carries ``span_end``, the last time its label looks at; a label is unchanged by any bar
-after its ``span_end`` (DESIGN.md section 3), and the walk-forward purging drops training rows whose span
+after its ``span_end`` (docs/design.md section 3), and the walk-forward purging drops training rows whose span
 reaches into a test block. ``span_end`` is NaT exactly where the label is NaN.
 
 - ``yA(t) = RV(t+1..t+h) - IV(t)`` in vol points (annualized %), ``h = cfg.horizon_days``,

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from lab_v10.src.models.layers import lecun_linear
+from lab_v10.src.options.layers import lecun_linear
 
 
 def sinusoidal_table(positions: int, d_model: int, base: float = 10000.0) -> torch.Tensor:

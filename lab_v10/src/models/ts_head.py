@@ -22,7 +22,7 @@ from typing import Callable, Literal
 import torch
 from torch import nn
 
-from lab_v10.src.models.layers import lecun_linear
+from lab_v10.src.options.layers import lecun_linear
 from lab_v10.src.options.act_halting import gaussian_nll
 
 HeadMode = Literal["one_shot", "autoregressive"]

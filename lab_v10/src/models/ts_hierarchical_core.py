@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from lab_v10.src.config import ModuleConfig
-from lab_v10.src.models.layers import RMSNorm, trunc_normal_
+from lab_v10.src.options.layers import RMSNorm, trunc_normal_
 from lab_v10.src.options.act_halting import ACTRollout, EvalMode, freeze_halted, halting_decision, sample_min_steps
 from lab_v10.src.options.hrm_net import FiLM, HRMCarry, ReasoningModule, one_step_segment
 

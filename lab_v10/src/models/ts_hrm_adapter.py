@@ -38,7 +38,7 @@ from torch import nn
 from lab_v10.src.config import NON_NEGATIVE, POSITIVE, PROBABILITY, ModuleConfig, checked, validate_config
 from lab_v10.src.dataset.windows import TSBatch
 from lab_v10.src.errors import ConfigError
-from lab_v10.src.models.layers import RMSNorm
+from lab_v10.src.options.layers import RMSNorm
 from lab_v10.src.models.ts_embedding import TimeSeriesEmbedding
 from lab_v10.src.models.ts_head import HeadMode, TSForecast, TSRegressionHead, roll_autoregressive
 from lab_v10.src.models.ts_hierarchical_core import HierarchicalCore, act_loop

@@ -1,6 +1,6 @@
 """HRMAdapter: the HRM dual network behind the lab's model interface (both books from one model).
 
-Samples (DESIGN.md section 3; token layout in :mod:`lab_v10.src.dataset.hrm_tokens`). A sample is keyed by a
+Samples (docs/design.md section 3; token layout in :mod:`lab_v10.src.dataset.hrm_tokens`). A sample is keyed by a
 forecast date *t*, a row of ``X_daily``:
 
 - H tokens: the ``hrm.daily_window`` rows of ``X_daily`` ending at *t* (inclusive);
@@ -35,7 +35,7 @@ folder (``out_dir/member_k``; ``out_dir`` itself when K = 1). The forecasts are 
 of their ``mu``, and the minute probability the mean of theirs. Each member reads only what a single network
 reads, so the time semantics above hold for the ensemble.
 
-Input conventions and checks are those of :mod:`lab_v10.src.baselines.base` (a bad table, date, label or
+Input conventions and checks are those of :mod:`lab_v10.src.dataset.samples` (a bad table, date, label or
 value raises ValueError naming it).
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ import pandas as pd
 import torch
 from sklearn.preprocessing import StandardScaler
 
-from lab_v10.src.baselines.base import daily_samples, feature_frame, intraday_samples, require_fitted
+from lab_v10.src.dataset.samples import daily_samples, feature_frame, intraday_samples, require_fitted
 from lab_v10.src.config import HRMConfig, LabConfig, config_from_dict, config_to_dict
 from lab_v10.src.data.store import atomic_output
 from lab_v10.src.dataset.hrm_tokens import (
@@ -559,6 +559,3 @@ class HRMAdapter:
         adapter.trainers_ = trainers
         adapter.summaries_ = []
         return adapter
-
-
-HRMModel = HRMAdapter

@@ -68,12 +68,12 @@ from torch.utils.data.distributed import DistributedSampler
 from lab_v10.src.config import HRMConfig, LabConfig, TrainConfig, WalkForwardConfig, config_to_dict
 from lab_v10.src.data.market import load_market
 from lab_v10.src.errors import ConfigError
-from lab_v10.src.eval.walkforward import walk_forward_folds
+from lab_v10.src.dataset.folds import walk_forward_folds
 from lab_v10.src.options.checkpoint import atomic_write
 from lab_v10.src.options.hrm_adapter import HRMAdapter
 from lab_v10.src.options.hrm_net import HRMCarry, HRMNet, HRMSegmentOutput
 from lab_v10.src.options.hrm_train import LAST_CHECKPOINT, TASKS, HRMTensors, HRMTrainer, TrainSummary, resolve_device
-from lab_v10.src.pipeline import Dataset, build_dataset
+from lab_v10.src.dataset.dataset import Dataset, build_dataset
 
 log = logging.getLogger("lab.ddp")
 

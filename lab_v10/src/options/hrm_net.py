@@ -1,4 +1,4 @@
-"""HRM dual network (DESIGN.md section 4): an H-module over daily rows, a causal L-module over the day's
+"""HRM dual network (docs/design.md section 4): an H-module over daily rows, a causal L-module over the day's
 minutes, FiLM from H to L, and three heads.
 
 Inputs of one sample (day d)
@@ -30,7 +30,7 @@ the L-module minute by minute with a KV cache per (segment, cycle, layer), using
 ``Attention.attend`` from layers.py with ``position_ids`` = the minute index.
 
 Initial states ``h_init`` (d_H,) and ``l_init`` (d_L,) are fixed buffers drawn from a truncated normal
-(std 1), as in the original HRM; they are not parameters, so the core count is exactly DESIGN.md's.
+(std 1), as in the original HRM; they are not parameters, so the core count is exactly docs/design.md's.
 Initialisation: truncated LeCun-normal weights; FiLM weights zero (FiLM starts as the identity); Q-head
 weights zero so q_halt == q_continue at start, and a tie means continue (act_halting.halting_decision
 halts only on q_halt > q_continue) -- the bias-free counterpart of HRM's q bias of -5.
@@ -45,9 +45,9 @@ from torch import nn
 
 from lab_v10.src.config import HRMConfig, ModuleConfig
 from lab_v10.src.errors import ConfigError
-from lab_v10.src.models.layers import RMSNorm, RotaryEmbedding, TransformerBlock, lecun_linear, trunc_normal_
+from lab_v10.src.options.layers import RMSNorm, RotaryEmbedding, TransformerBlock, lecun_linear, trunc_normal_
 
-# Top-level children per budget group (DESIGN.md section 4 table); every parameter is in exactly one.
+# Top-level children per budget group (docs/design.md section 4 table); every parameter is in exactly one.
 PARAM_GROUPS: dict[str, tuple[str, ...]] = {
     "H-module": ("h_module",),
     "L-module": ("l_module",),

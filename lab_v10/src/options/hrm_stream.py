@@ -1,4 +1,4 @@
-"""Per-minute Head-B probabilities of HRMNet with a KV cache, for a batch of symbols (DESIGN.md section 6).
+"""Per-minute Head-B probabilities of HRMNet with a KV cache, for a batch of symbols (docs/design.md section 6).
 
 Why streaming is exact. Nothing flows from the L-module into H (hrm_net.py): ``halting_q`` and
 ``h_summaries`` read only the daily rows and the H carry, and the Q-head reads only the H summary. So a

@@ -2,7 +2,7 @@
 
 ``scripts/manual_param_count.py`` prints these tables; ``scripts/validate_hrm27m.py`` checks them against
 the torch model; ``scripts/optimize_hrm27m.py`` and ``scripts/sweep_optuna.py`` use them to keep
-architectures inside the budget (DESIGN.md section 4).
+architectures inside the budget (docs/design.md section 4).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from lab_v10.src.config import HRMConfig, LabConfig, ModuleConfig, load_config
 
 DEFAULT_CONFIG = Path("config/default_hrm27m.yaml")
-BUDGET = (26_500_000, 27_500_000)  # inclusive bounds on the total, DESIGN.md section 4
+BUDGET = (26_500_000, 27_500_000)  # inclusive bounds on the total, docs/design.md section 4
 GROUPS = ("H-module", "L-module", "FiLM H->L", "heads", "final norms", "input projections")
 MIB = 2**20
 FP32_BYTES, HALF_BYTES = 4, 2

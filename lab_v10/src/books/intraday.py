@@ -1,4 +1,4 @@
-"""Book B: meta-labelled backside shorts on minute bars (DESIGN.md section 1).
+"""Book B: meta-labelled backside shorts on minute bars (docs/design.md section 1).
 
 Inputs. ``minutes`` is indexed by tz-aware bar-start timestamps (one-minute bars; bars may be missing) and
 carries ``open high low close`` (price), ``vwap`` (session VWAP at the bar's close), ``atr`` (price units),

@@ -3,7 +3,7 @@
 Every sample ``i`` has a sample time ``t_i`` (the date of its daily row: what is known at that close) and a
 label span end ``e_i >= t_i`` (the last date its label looks at; for ``yA`` the date of row ``t+h``).
 Folds hold integer positions into the samples. Leakage control (López de Prado, *Advances in Financial
-Machine Learning*, 2018, ch. 7, and DESIGN.md section 3):
+Machine Learning*, 2018, ch. 7, and docs/design.md section 3):
 
 - **purging**: a training sample is dropped when its label span ``[t_i, e_i]`` intersects the evaluation
   period ``[first t, last e]`` of a validation or test block; a validation sample is dropped when its span

@@ -1,4 +1,4 @@
-"""The backside-short setup that Book B trades (DESIGN.md section 1): a parabolic stretch above the session
+"""The backside-short setup that Book B trades (docs/design.md section 1): a parabolic stretch above the session
 VWAP, then a lower-high break.
 
 Inputs are aligned 1-D arrays, one entry per minute bar in time order (sessions contiguous); entry *m* is

@@ -1,4 +1,4 @@
-"""Book A: ATM straddles traded on the forecast volatility gap (DESIGN.md section 1).
+"""Book A: ATM straddles traded on the forecast volatility gap (docs/design.md section 1).
 
 Time semantics. Row *t* of the daily bars is known at the close of day *t*. A position decided with the
 forecast made at close *t* opens a straddle **at the close of t** (strike = close_t, fixed until exit),
@@ -39,7 +39,7 @@ import pandas as pd
 
 from lab_v10.src.config import BookAConfig
 from lab_v10.src.data.schema import DailyBars
-from lab_v10.src.options.pricing import straddle_delta, straddle_price
+from lab_v10.src.books.pricing import straddle_delta, straddle_price
 
 IV_QUOTE_DAYS = 30  # the tenor of the quoted IV column (schema: 30-day ATM implied vol)
 DAYS_PER_YEAR = 365.0  # calendar-day year for option time to expiry
