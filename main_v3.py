@@ -3,9 +3,11 @@
     python main_v3.py                                   # synthetic market, CPU preset, all models
     python main_v3.py --data arch                       # real S&P 500 + VIX shipped in the arch package
     python main_v3.py --daily spx.csv --iv VIX_History.csv --minutes spy_1min.csv --minutes-tz UTC
+    python main_v3.py --set train.epochs=2 --set hrm.l.d_model=32 --models hrm,har
 
-Bad input exits with status 2 and one message naming the file, row/column or key — no traceback.
-See README.md for every flag.
+The config is built in one order (lab_v10/src/cli.py): --config, then each --set KEY=VALUE, then the data
+flags, --models and --seed. Bad input exits with status 2 and one message naming the file, row/column or
+key — no traceback. See README.md for every flag.
 """
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ from pathlib import Path
 
 import torch
 
-from lab_v10.src.cli import add_data_flags, apply_data_flags
-from lab_v10.src.config import LabConfig, load_config, validate_config
+from lab_v10.src.cli import add_data_flags, add_set_flag, apply_data_flags
+from lab_v10.src.config import LabConfig, apply_overrides, load_config, validate_config
 from lab_v10.src.errors import ConfigError, LabError
+from lab_v10.src.models.registry import MODEL_NAMES, check_model_names
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 log = logging.getLogger("lab")
@@ -30,8 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="HRM dual-book lab: walk-forward, after costs, against baselines.")
     p.add_argument("--config", type=Path, help="YAML config (default: config/default_hrm27m.yaml with CUDA, "
                    "else config/small.yaml)")
+    add_set_flag(p)
     add_data_flags(p)
-    p.add_argument("--models", help="comma-separated: hrm,har,linear,lgbm,logistic,rule")
+    p.add_argument("--models", help=f"comma-separated, each once: {','.join(MODEL_NAMES)} (default: the config's)")
     p.add_argument("--out", type=Path, help="report folder (default reports/<timestamp>)")
     p.add_argument("--seed", type=int, help="seed for data, models and training (default: the config's)")
     p.add_argument("--n-trials", type=int, default=1,
@@ -52,12 +56,23 @@ def select_config(path: Path | None, cuda_available: bool) -> tuple[LabConfig, s
                                  "path with small widths)")
 
 
+def parse_models(text: str) -> list[str]:
+    """``--models a,b``: the model names, checked against the registry (ConfigError naming ``--models``)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    try:
+        check_model_names(names)
+    except ConfigError as exc:
+        raise ConfigError(f"--models {text!r}: {exc}") from None
+    return names
+
+
 def apply_flags(cfg: LabConfig, args: argparse.Namespace) -> LabConfig:
-    """Overlay the command-line flags on the config and re-validate it."""
+    """The config file's ``cfg`` with ``--set``, then the data flags, ``--models`` and ``--seed``, validated."""
+    cfg = apply_overrides(cfg, args.overrides)
     cfg = apply_data_flags(cfg, args)
     changes: dict = {}
-    if args.models:
-        changes["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.models is not None:
+        changes["models"] = parse_models(args.models)
     if args.seed is not None:
         changes["seed"] = args.seed
     return validate_config(dataclasses.replace(cfg, **changes), "command line") if changes else cfg
@@ -67,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from lab_v10.src.pipeline import run  # heavy imports after argument parsing, so --help is instant
+    from lab_v10.src.pipeline import run  # after argument parsing: a usage error never loads the pipeline
 
     try:
         cfg, preset = select_config(args.config, torch.cuda.is_available())

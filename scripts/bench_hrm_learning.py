@@ -7,18 +7,21 @@
 Per seed (a fresh synthetic market and HRM initialisation from that seed), one expanding split by date
 (the last fold of a purged walk-forward with ``n_folds = 1``: test = the last ``walkforward.test_days``
 sample dates, validation = the ``val_days`` before them, training = everything earlier, purged by the yA
-label span) on :func:`lab_v10.src.data.synthetic.generate_market`. The HRM
-(:class:`~lab_v10.src.options.hrm_adapter.HRMAdapter`, the config's preset) is fitted on the training dates
-and early-stopped on the validation dates; then, on the test block of that seed's market:
+label span). The market, samples, split and day-to-session pairing are the pipeline's own dataset layer
+(``load_market``, ``build_dataset``, ``walk_forward_folds``, ``split_dates``, ``sessions_for``,
+``session_minutes``; docs/design.md section 2), and the models are built by name from the registry
+(``make_model``), so this check cannot drift from the pipeline. The HRM (``hrm``, the config's preset) is
+fitted on the training dates and early-stopped on the validation dates; then, on the test block of that
+seed's market:
 
 - Book A (yA, vol points): out-of-sample R^2 against the training-mean forecast (``r2_oos``), RMSE and rank IC
   of the HRM's mu, of the expanding mean (at each test date, the mean of every yA whose span ended by that
-  close), of the ridge baseline (LinearGapForecaster on the same daily features, alpha chosen on the
+  close), of the ridge baseline (``linear``: ridge on the same daily features, alpha chosen on the
   validation dates) and of the oracle's ``expected_gap`` (the true conditional mean given the latent state: the
   ceiling). The HRM's Gaussian NLL and 80% coverage are reported too.
 - Book B (yB): AUC, log loss, Brier and ECE on the labelled minutes of the sessions that follow the test
-  dates, for the HRM, the logistic regression on the same minute features (LogisticSetupModel, fitted on
-  the sessions that follow the training dates, C chosen on those after the validation dates) and the
+  dates, for the HRM, the logistic regression on the same minute features (``logistic``, fitted on the
+  sessions that follow the training dates, C chosen on those after the validation dates) and the
   oracle's ``downside_first_proba`` (Monte Carlo from the latent minute state: the ceiling), with the
   constant training base rate for reference; the same scores on the minutes where the backside-short
   setup fires (``setup_signal``; the minutes Book B trades) and on the minutes inside run-up episodes (the
@@ -35,10 +38,11 @@ against logistic), the paired per-seed differences, their mean and standard erro
 (``--threads`` torch threads each).
 
 Prints one JSON document (also written to ``--out``; scripts/bench_common.py) with the machine and its load;
-progress goes to stderr. ``--set KEY=VALUE`` overrides a config key (dotted path, YAML value), e.g.
-``data.synthetic.n_days=1000``; the overrides used are part of the output. ``--quick`` is a smoke run
-(:data:`QUICK_OVERRIDES` before any ``--set``, and few oracle paths). The scoring does not depend on the
-overrides, and nothing is chosen on the test block.
+progress goes to stderr. ``--set KEY=VALUE`` overrides a config key (lab_v10/src/cli.py: dotted path, YAML
+value), e.g. ``data.synthetic.n_days=1000``; the overrides used are part of the output. ``--quick`` is a
+smoke run (:data:`QUICK_OVERRIDES` before any ``--set``, and few oracle paths). The scoring does not depend
+on the overrides, and nothing is chosen on the test block. The data source must stay ``synthetic`` (the
+oracle is the ceiling). A bad override or config exits with status 2 and one message naming the key.
 """
 from __future__ import annotations
 
@@ -55,20 +59,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from bench_common import bench_parser, json_settings, load_average, machine_info, write_json
 
-from lab_v10.src.baselines.linear import LinearGapForecaster, LogisticSetupModel
-from lab_v10.src.config import LabConfig, WalkForwardConfig, config_from_dict, config_to_dict, load_config
-from lab_v10.src.data.synthetic import generate_market
-from lab_v10.src.dataset.hrm_tokens import next_session, session_layout
-from lab_v10.src.errors import ConfigError
-from lab_v10.src.eval.metrics import classification_metrics, paired_differences, regression_metrics
+from lab_v10.src.cli import add_set_flag
+from lab_v10.src.config import LabConfig, WalkForwardConfig, apply_overrides, config_to_dict, load_config
+from lab_v10.src.data.market import load_market
+from lab_v10.src.dataset.dataset import build_dataset, session_minutes, sessions_for, split_dates
 from lab_v10.src.dataset.folds import walk_forward_folds
-from lab_v10.src.features.daily import build_daily_features
-from lab_v10.src.features.intraday import build_intraday_features
-from lab_v10.src.features.labels import make_labels
-from lab_v10.src.options.hrm_adapter import HRMAdapter
+from lab_v10.src.errors import ConfigError, LabError
+from lab_v10.src.eval.metrics import classification_metrics, paired_differences, regression_metrics
+from lab_v10.src.models.registry import make_model
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK_OVERRIDES = [  # --quick: a smoke run of every step in about a minute
@@ -100,8 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", type=Path, default=REPO / "config" / "small.yaml", help="YAML config (the HRM preset)")
     p.add_argument("--seeds", type=int, nargs="+",
                    help="market and model seeds, one split each (default: the config's seed)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. train.epochs=8 or hrm.l.d_model=32 (repeatable)")
+    add_set_flag(p)
     p.add_argument("--gap-paths", type=int, default=256, help="oracle Monte Carlo paths per date for expected_gap")
     p.add_argument("--proba-paths", type=int, default=400,
                    help="oracle Monte Carlo paths per minute for downside_first_proba (stderr <= 0.5/sqrt(n))")
@@ -117,27 +116,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def apply_overrides(cfg: LabConfig, overrides: list[str]) -> LabConfig:
-    """``cfg`` with each ``dotted.key=yaml_value`` set, validated like a YAML file (ConfigError names the key)."""
-    data = config_to_dict(cfg)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=8")
-        node, parts = data, key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                raise ConfigError(f"--set {key}: {part!r} is not a config section")
-            node = node[part]
-        if parts[-1] not in node:
-            raise ConfigError(f"--set {key}: unknown key {parts[-1]!r} (expected one of: {', '.join(sorted(node))})")
-        node[parts[-1]] = yaml.safe_load(raw)
-    return config_from_dict(data, "--set")
-
-
-def expanding_mean(y: pd.Series, span_end: pd.Series, at: pd.DatetimeIndex) -> np.ndarray:
+def expanding_mean(y: pd.Series, span_end: pd.DatetimeIndex, at: pd.DatetimeIndex) -> np.ndarray:
     """At each date of ``at``, the mean of the labels ``y`` whose ``span_end`` is on or before it (known at that
-    close); NaN where none is. ``y``, ``span_end``: one row per labelled date. -> ``(len(at),)``."""
+    close); NaN where none is. ``y``, ``span_end``: one entry per labelled date, in the same order.
+    -> ``(len(at),)``."""
     order = np.argsort(span_end.to_numpy(), kind="stable")
     ends = span_end.to_numpy()[order]
     sums = np.r_[0.0, np.cumsum(y.to_numpy(dtype=float)[order])]
@@ -164,51 +146,34 @@ def score_seed(cfg: LabConfig, seed: int, gap_paths: int, proba_paths: int, thre
     timing: dict[str, float] = {}
 
     clock = time.perf_counter()
-    daily_bars, minute_bars, oracle = generate_market(
-        cfg.seed, cfg.data.synthetic.n_days, cfg.data.synthetic.minutes_per_day, cfg.data.synthetic.start
-    )
-    X_daily = build_daily_features(daily_bars, cfg.features)
-    X_intraday = build_intraday_features(minute_bars, cfg.features)
-    labels = make_labels(daily_bars, minute_bars, X_intraday["atr"], cfg.labels)
-    yA, yB = labels.daily["yA"], labels.intraday["yB"]
+    data = build_dataset(load_market(cfg.data, cfg.seed), cfg)
+    X_intraday, yA, yB, oracle = data.X_intraday, data.yA, data.yB, data.market.oracle
     timing["data_s"] = time.perf_counter() - clock
 
-    labelled = labels.daily.loc[X_daily.index].dropna(subset=["yA"])  # the sample dates: features and a label
-    wf = one_split(cfg)
-    (fold,) = walk_forward_folds(labelled.index, pd.DatetimeIndex(labelled["span_end"]), wf)
-    train, val, test = (labelled.index[i] for i in (fold.train_idx, fold.val_idx, fold.test_idx))
+    (fold,) = walk_forward_folds(data.sample_dates, data.span_end, one_split(cfg))
+    train, val, test = split_dates(data, fold)
     log.info("seed %d: %s", seed, fold.describe())
-
-    sessions = session_layout(pd.DatetimeIndex(X_intraday["session"]))
-    pair = pd.Series(next_session(X_daily.index.as_unit("ns").to_numpy(), sessions.dates), index=X_daily.index)
-    session_dates = pd.DatetimeIndex(sessions.dates)
-
-    def sessions_after(dates: pd.DatetimeIndex) -> pd.DatetimeIndex:
-        s = pair.loc[dates].to_numpy()
-        return session_dates[s[s >= 0]]
-
-    test_minutes = X_intraday.loc[X_intraday["session"].isin(sessions_after(test)).to_numpy()]
+    test_sessions = sessions_for(data, test)
+    test_minutes = X_intraday.loc[session_minutes(data, test_sessions)]
     scored = test_minutes.index[yB.reindex(test_minutes.index).notna().to_numpy()]  # labelled test minutes
 
     # HRM
     clock = time.perf_counter()
-    hrm = HRMAdapter(cfg, run_dir).fit(X_daily, X_intraday, yA, yB, train, val)
+    hrm = make_model("hrm", cfg, run_dir).fit(data, fold)
     timing["hrm_fit_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    hrm_daily = hrm.predict_daily(X_daily.loc[: test[-1]]).reindex(test)
-    daily_steps = hrm.last_steps_.reindex(test)
-    hrm_proba = hrm.predict_intraday_proba(test_minutes, X_daily)
-    minute_steps = hrm.last_steps_
+    hrm_forecasts = hrm.predict(data, test)
     timing["hrm_predict_s"] = time.perf_counter() - clock
+    adapter = hrm.adapter_
 
     # baselines
     clock = time.perf_counter()
-    ridge_mu = LinearGapForecaster(cfg.baselines).fit(X_daily, yA, train, val).predict_daily(X_daily.loc[test])["mu"]
-    logistic = LogisticSetupModel(cfg.baselines).fit(X_intraday, yB, sessions_after(train), sessions_after(val))
-    logistic_proba = logistic.predict_intraday_proba(test_minutes)
+    ridge_mu = make_model("linear", cfg).fit(data, fold).predict(data, test).mu
+    logistic = make_model("logistic", cfg).fit(data, fold)
+    logistic_proba = logistic.predict(data, test).proba
     timing["baselines_s"] = time.perf_counter() - clock
     train_mean = float(yA.loc[train].mean())
-    known_mean = expanding_mean(labelled["yA"], labelled["span_end"], test)
+    known_mean = expanding_mean(yA.loc[data.sample_dates], data.span_end, test)
 
     # oracle
     clock = time.perf_counter()
@@ -221,16 +186,16 @@ def score_seed(cfg: LabConfig, seed: int, gap_paths: int, proba_paths: int, thre
             day, atr.loc[test_minutes.index[test_minutes["session"] == day]].to_numpy(), cfg.labels.horizon_minutes,
             cfg.labels.k_down, cfg.labels.k_up, proba_paths,
         )
-        for day in sessions_after(test)
+        for day in test_sessions
     ])
     timing["oracle_proba_s"] = time.perf_counter() - clock
 
     y_a = yA.loc[test].to_numpy(dtype=float)
-    hrm_scores = regression_metrics(y_a, hrm_daily["mu"], hrm_daily["sigma"], train_mean)
+    hrm_scores = regression_metrics(y_a, hrm_forecasts.mu, hrm_forecasts.sigma, train_mean)
     y_b = yB.loc[scored].to_numpy(dtype=float)
-    train_minutes = X_intraday.index[X_intraday["session"].isin(sessions_after(train)).to_numpy()]
+    train_minutes = session_minutes(data, sessions_for(data, train))
     base_rate = float(yB.reindex(train_minutes).mean())  # NaN labels skipped
-    forecasts_b = {"hrm": hrm_proba, "logistic": logistic_proba, "oracle": oracle_proba}
+    forecasts_b = {"hrm": hrm_forecasts.proba, "logistic": logistic_proba, "oracle": oracle_proba}
 
     def subset_scores(mask: np.ndarray) -> dict:
         """Book B scores of every forecast on the scored minutes where ``mask`` holds (AUC needs both classes)."""
@@ -245,7 +210,7 @@ def score_seed(cfg: LabConfig, seed: int, gap_paths: int, proba_paths: int, thre
     episode = phase.isin(EPISODE_PHASES).to_numpy()  # selection for scoring only: no model sees the phase
     return {
         "seed": seed,
-        "hrm_config": config_to_dict(hrm.hrm_config_),
+        "hrm_config": config_to_dict(adapter.hrm_config_),
         "split": {
             "train": [str(train[0].date()), str(train[-1].date()), int(train.size)],
             "val": [str(val[0].date()), str(val[-1].date()), int(val.size)],
@@ -263,28 +228,29 @@ def score_seed(cfg: LabConfig, seed: int, gap_paths: int, proba_paths: int, thre
         "yB": {
             **{name: classification_metrics(y_b, p.loc[scored]) for name, p in forecasts_b.items()},
             "training_base_rate": classification_metrics(y_b, np.full(y_b.shape, base_rate)),
-            "logistic_C": logistic.C_,
+            "logistic_C": logistic.intraday.C_,
             "setup_minutes": subset_scores(setup),
             "episode_minutes": subset_scores(episode),
         },
         "hrm_training": {
-            "ensemble_size": len(hrm.summaries_),
-            "best_epoch": [s.best_epoch for s in hrm.summaries_],
-            "epochs_run": [s.epochs_run for s in hrm.summaries_],
-            "best_val_loss": [s.best_val_loss for s in hrm.summaries_],
-            "head_b_best_epoch": [s.head_b_best_epoch for s in hrm.summaries_],  # None under joint stopping
-            "optimizer_steps": [s.steps for s in hrm.summaries_],
-            "parameters_per_network": hrm.trainers_[0].net.param_counts()["total"],
-            "test_segments_daily": segment_counts(daily_steps),
-            "test_segments_minutes": segment_counts(minute_steps),
-            "logs": [str(s.log_path) for s in hrm.summaries_],
+            "ensemble_size": len(adapter.summaries_),
+            "best_epoch": [s.best_epoch for s in adapter.summaries_],
+            "epochs_run": [s.epochs_run for s in adapter.summaries_],
+            "best_val_loss": [s.best_val_loss for s in adapter.summaries_],
+            "head_b_best_epoch": [s.head_b_best_epoch for s in adapter.summaries_],  # None under joint stopping
+            "optimizer_steps": [s.steps for s in adapter.summaries_],
+            "parameters_per_network": adapter.trainers_[0].net.param_counts()["total"],
+            "test_segments_daily": segment_counts(hrm_forecasts.diagnostics["act_segments_A"]),
+            "test_segments_minutes": segment_counts(hrm_forecasts.diagnostics["act_segments_B"]),
+            "logs": [str(s.log_path) for s in adapter.summaries_],
         },
         "timing_s": timing,
     }
 
 
 def segment_counts(steps: pd.DataFrame) -> dict[int, int]:
-    """ACT segments used -> how many (sample, ensemble member) pairs used that many (``last_steps_``)."""
+    """ACT segments used -> how many (sample, ensemble member) pairs used that many (a table of the HRM's
+    ``act_segments_A``/``act_segments_B`` diagnostics: one row per sample, one column per member)."""
     counts = pd.Series(steps.to_numpy().ravel()).value_counts().sort_index()
     return {int(k): int(v) for k, v in counts.items()}
 
@@ -308,6 +274,15 @@ def summarize(per_seed: list[dict]) -> dict:
     return {"mean_scores": means, "hrm_minus_baseline": comparisons}
 
 
+def bench_config(path: Path, overrides: list[str]) -> LabConfig:
+    """The config file with ``overrides`` applied in order; ConfigError unless the market is synthetic."""
+    cfg = apply_overrides(load_config(path), overrides)
+    if cfg.data.source != "synthetic":
+        raise ConfigError(f"data.source: expected 'synthetic' (the learning check scores against the synthetic "
+                          f"market's oracle), got {cfg.data.source!r}")
+    return cfg
+
+
 def log_to_stderr() -> None:
     """Progress lines to stderr (the main process and each ``--workers`` process)."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
@@ -318,7 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     log_to_stderr()
     machine = machine_info()
     overrides = (QUICK_OVERRIDES if args.quick else []) + args.overrides
-    cfg = apply_overrides(load_config(args.config), overrides)
+    try:
+        cfg = bench_config(args.config, overrides)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     seeds = args.seeds or [cfg.seed]
     gap_paths, proba_paths = (QUICK_ORACLE_PATHS,) * 2 if args.quick else (args.gap_paths, args.proba_paths)
     run_root = args.run_dir or Path(tempfile.mkdtemp(prefix="bench_hrm_"))

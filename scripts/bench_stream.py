@@ -1,7 +1,10 @@
 """Per-minute latency of HRMStreamer against re-running the day, for the 27M and small presets.
 
     python scripts/bench_stream.py [--presets 27m small] [--dtypes fp32 bf16] [--batch 64] [--samples 20]
-                                   [--rerun-batch 4] [--threads N] [--catch-up-budget-s 300] [--quick] [--out FILE]
+                                   [--rerun-batch 4] [--catch-up-budget-s 300] [--set KEY=VALUE ...]
+                                   [--threads N] [--device cpu] [--seed N] [--quick] [--out FILE]
+
+``--set`` overrides a key of every preset's config (config.apply_overrides), e.g. ``--set hrm.l.n_layers=4``.
 
 Inputs: random daily rows (the preset's full window) and 390 random minutes for ``--batch`` symbols. The net
 has the preset's widths and random weights; its FiLM and Q-head weights, zero as initialised, are drawn from
@@ -41,9 +44,18 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from bench_common import bench_parser, json_settings, load_average, machine_info, summarize_ms, time_calls, write_json
+from bench_common import (
+    add_torch_flags,
+    bench_parser,
+    finish_document,
+    load_average,
+    new_document,
+    summarize_ms,
+    time_calls,
+    torch_setup,
+)
 
-from lab_v10.src.config import load_config
+from lab_v10.src.config import apply_overrides, load_config
 from lab_v10.src.options.act_halting import act_rollout
 from lab_v10.src.options.hrm_net import HRMNet
 from lab_v10.src.options.hrm_stream import HRMStreamer
@@ -149,9 +161,7 @@ def bench_streamer(
     if rerun is not None:
         result["rerun_390"] = rerun_summary(rerun_seconds, rollouts[-1].steps.cpu().numpy())
         result["speedup_at_390"] = speedup(result)
-    del streamer
-    gc.collect()
-    return result
+    return result  # the streamer and its KV cache are freed on return
 
 
 def rerun_summary(seconds: list[float], steps: np.ndarray) -> dict[str, Any]:
@@ -174,7 +184,8 @@ def speedup(case: dict[str, Any]) -> float | None:
 
 
 def bench_config(preset: str, dtype_name: str, args, sync) -> dict[str, Any]:
-    cfg = load_config(PRESETS[preset]).hrm
+    """Both streamers at batch 1 and ``--batch`` for one preset (``--set`` applied) and dtype."""
+    cfg = apply_overrides(load_config(PRESETS[preset]), args.overrides, source="--set").hrm
     dtype = DTYPES[dtype_name]
     net32 = trained_like_net(cfg, args.q_std, args.seed).to(args.device)  # fp32 weights, for the rerun
     twin32 = one_segment_twin(net32)
@@ -307,31 +318,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerun-repeats", type=int, help="timed full-day reruns (default 3, quick 1)")
     parser.add_argument("--catch-up-budget-s", type=float, default=300.0)
     parser.add_argument("--q-std", type=float, default=0.05, help="std of the FiLM and Q-head weights")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    add_torch_flags(parser)
     args = parser.parse_args(argv)
     args.samples = args.samples or (5 if args.quick else 20)
     args.h_repeats = args.h_repeats or (1 if args.quick else 3)
     args.rerun_repeats = args.rerun_repeats or (1 if args.quick else 3)
-    torch.set_num_threads(args.threads)
-    sync = torch.cuda.synchronize if torch.device(args.device).type == "cuda" else None
+    sync = torch_setup(args)
 
-    document: dict[str, Any] = {
-        "benchmark": "bench_stream",
-        "machine": machine_info(),
-        "settings": json_settings(args),
-        "results": {},
-    }
+    document = new_document("bench_stream", args, results={})
     started = time.perf_counter()
     for preset in args.presets:
         for dtype_name in args.dtypes:
             document["results"][f"{preset}/{dtype_name}"] = bench_config(preset, dtype_name, args, sync)
             gc.collect()
-    document["seconds"] = round(time.perf_counter() - started, 1)
-    document["load_average_end"] = load_average()
-    write_json(document, args.out)
-    return 0
+    return finish_document(document, started, args.out)
 
 
 if __name__ == "__main__":

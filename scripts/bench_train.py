@@ -5,12 +5,14 @@ against full backpropagation, for the small and 27M presets.
                                   [--small-minutes N] [--27m-batch N] [--27m-daily-window N] [--27m-minutes N]
                                   [--batches N] [--warmup N] [--matmul-n N] [--matmul-repeats N]
                                   [--memory-batch N] [--memory-steps 2 4 8 16] [--no-allocator-peak]
-                                  [--threads N] [--device cpu] [--seed N] [--quick] [--out FILE]
+                                  [--set KEY=VALUE ...] [--threads N] [--device cpu] [--seed N] [--quick]
+                                  [--out FILE]
 
-Inputs are random (``bench_train_lib.random_tensors``): ``batch`` days of ``daily_window`` daily rows and
-``minutes`` minutes, every minute labelled. The network has the preset's architecture (widths, RoPE tables,
-cycles, max_segments); only the input lengths may be shorter than the preset's (the 27M preset defaults to
-64 minutes and 32 daily rows so it finishes on a CPU; the JSON says so under ``shapes``).
+``--set`` overrides a key of every preset's config (config.apply_overrides), e.g. ``--set hrm.H_cycles=4``.
+Inputs are random (:func:`random_tensors`): ``batch`` days of ``daily_window`` daily rows and ``minutes``
+minutes, every minute labelled. The network has the preset's architecture (widths, RoPE tables, cycles,
+max_segments); only the input lengths may be shorter than the preset's (the 27M preset defaults to 64
+minutes and 32 daily rows so it finishes on a CPU; the JSON says so under ``shapes``).
 
 Throughput (``train``). Timed calls of ``HRMTrainer.train_batch``, the trainer's own batch step (deep
 supervision with one AdamW step per segment, Q-learning targets from ``HRMNet.halting_q``, halting, loss
@@ -35,32 +37,57 @@ timings (the larger of the two), in the same process with the same threads.
 Memory (``memory``). Peak memory of ``segments`` deep-supervision segments of ``H_cycles`` cycles, for
 steps = segments x H_cycles in ``--memory-steps``, in two series: ``segments`` (the preset's H_cycles,
 segments = steps / H_cycles) and ``cycles`` (one segment of ``steps`` H-cycles); L_cycles is the preset's.
-Each point runs the one-step gradient (``HRMNet.forward_segment``, a backward per segment) and full
-backpropagation (the same updates with gradients through all of them, one backward at the end); see
-lab_v10/src/bench_train_lib.py for both and for the two measures (bytes saved for backward; allocator
-peak). The one-step curve is flat: its memory does not depend on segments or cycles.
+Each point runs two gradients (:func:`rollout`), every segment's loss being the trainer's terms
+(segment_loss.segment_losses: Head-A NLL + Head-B log loss + Q loss, un-weighted, no ponder cost):
+
+- ``one_step``: the trainer's path: ``HRMNet.forward_segment`` (every update but the last L- and H-update
+  under no_grad, carry detached), the segment's loss, ``backward`` per segment;
+- ``full_backprop``: the same updates with gradients through all of them and no detach between segments
+  (:func:`full_grad_segment`), the segments' losses summed and one ``backward`` at the end
+  (backpropagation through time over every segment and cycle).
+
+Two measures (bench_common.py): ``saved_bytes``, the peak bytes autograd holds for backward (exact), and
+``allocator_peak_bytes``, measured with the parameters' gradients already allocated (for full
+backpropagation it includes the engine's buffers that sum a weight's gradient over all the steps that use
+it). The one-step curve is flat: its memory does not depend on segments or cycles.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from bench_common import bench_parser, json_settings, load_average, machine_info, summarize_ms, time_calls, write_json
+from bench_common import (
+    SavedTensorMeter,
+    add_torch_flags,
+    allocator_peak,
+    bench_parser,
+    finish_document,
+    load_average,
+    new_document,
+    summarize_ms,
+    time_calls,
+    torch_setup,
+)
 from optimize_hrm27m import segment_flops
+from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
-from lab_v10.src.bench_train_lib import GRADIENTS, memory_sweep, random_tensors
-from lab_v10.src.config import HRMConfig, LabConfig, load_config
-from lab_v10.src.options.hrm_net import HRMNet
-from lab_v10.src.options.hrm_train import HRMTensors, HRMTrainer
+from lab_v10.src.config import HRMConfig, LabConfig, apply_overrides, load_config
+from lab_v10.src.options.hrm_net import HRMCarry, HRMNet, HRMSegmentOutput
+from lab_v10.src.options.hrm_tensors import HRMTensors
+from lab_v10.src.options.hrm_train import HRMTrainer
+from lab_v10.src.options.segment_loss import segment_losses
 
 PRESETS = {"small": Path("config/small.yaml"), "27m": Path("config/default_hrm27m.yaml")}
+GRADIENTS = ("one_step", "full_backprop")
 # (batch, daily_window, minutes); None = the preset's own (train.batch_size, hrm.daily_window, hrm.minutes_per_day)
 SHAPES = {"small": (None, None, None), "27m": (2, 32, 64)}
 QUICK_SHAPES = {"small": (2, 16, 32), "27m": (1, 8, 16)}
@@ -83,12 +110,158 @@ NOTES = {
     "profile_memory, the allocator's running total on each allocation event; CUDA: max_memory_allocated), "
     "measured with the gradients already allocated, so it is activations plus temporaries. Process RSS is not "
     "used: freed pages stay with the C allocator and the machine is shared, so RSS deltas are noise of the size "
-    "of the effect. one_step: HRMNet.forward_segment and a backward per segment (AdamW step left out); "
+    "of the effect. Loss per segment: the trainer's terms (segment_loss.segment_losses), un-weighted. "
+    "one_step: HRMNet.forward_segment and a backward per segment (AdamW step left out); "
     "full_backprop: the same updates with gradients through all of them and no detach, losses summed, one "
     "backward; every segment runs (no halting, also beyond max_segments). Series 'segments': the preset's "
     "H_cycles, steps / H_cycles segments; 'cycles': one segment of steps H-cycles. The memory net is the one "
     "the throughput run trained.",
 }
+
+
+def preset_config(preset: str, overrides: list[str]) -> LabConfig:
+    """The preset's config with the ``--set`` overrides applied."""
+    return apply_overrides(load_config(PRESETS[preset]), overrides, source="--set")
+
+
+# ----------------------------------------------------------------------------------------------
+# Memory: the one-step gradient against full backpropagation
+
+
+def random_tensors(cfg: HRMConfig, n: int, t_h: int, t_l: int, seed: int) -> HRMTensors:
+    """n random samples: N(0, 1) features and yA, a Bernoulli(1/2) yB at every minute, no padding."""
+    g = torch.Generator().manual_seed(seed)
+    return HRMTensors(
+        x_daily=torch.randn(n, t_h, cfg.daily_features, generator=g),
+        x_minute=torch.randn(n, t_l, cfg.minute_features, generator=g),
+        minute_mask=torch.ones(n, t_l, dtype=torch.bool),
+        y_a=torch.randn(n, generator=g),
+        y_b=torch.randint(0, 2, (n, t_l), generator=g).float(),
+    )
+
+
+def full_grad_segment(
+    net: HRMNet, carry: HRMCarry, x_daily: Tensor, x_minute: Tensor, minute_mask: Tensor | None = None
+) -> tuple[HRMCarry, HRMSegmentOutput]:
+    """``net.forward_segment`` with gradients through every update and the carry NOT detached.
+
+    The same pieces in the same order (embed_inputs, then per cycle: summary, L_cycles l_update, h_update;
+    then readout), so the values equal forward_segment's; only the graph differs.
+    """
+    x_h, x_l = net.embed_inputs(x_daily, x_minute, minute_mask)  # (B, T_H, d_H), (B, T_L, d_L)
+    z_h, z_l = carry.z_H, carry.z_L
+    for _ in range(net.cfg.H_cycles):
+        h = net.summary(z_h)  # (B, d_H), the summary at the start of the cycle
+        for _ in range(net.cfg.L_cycles):
+            z_l = net.l_update(z_l, x_l, h)
+        z_h = net.h_update(z_h, x_h)
+    return HRMCarry(z_h, z_l), net.readout(z_h, z_l)
+
+
+def rollout(net: HRMNet, batch: HRMTensors, segments: int, gradient: str) -> HRMSegmentOutput:
+    """``segments`` segments of deep supervision with the ``gradient`` in GRADIENTS (module docstring).
+
+    Every segment runs (no halting) and supervises every sample. ``one_step`` zeroes the gradients before
+    each segment's backward (the trainer takes an AdamW step per segment; the step itself is left out),
+    ``full_backprop`` accumulates its single backward into ``.grad``. Returns the last segment's outputs.
+    """
+    if gradient not in GRADIENTS:
+        raise ValueError(f"gradient: expected one of {GRADIENTS}, got {gradient!r}")
+    if segments < 1:
+        raise ValueError(f"segments: expected >= 1, got {segments}")
+    n, t_h, t_l = batch.x_daily.shape[0], batch.x_daily.shape[1], batch.x_minute.shape[1]
+    device = batch.x_daily.device
+    carry = net.initial_carry(n, t_h, t_l, device)
+    active = torch.ones(n, dtype=torch.bool, device=device)  # (B,)
+    forward = net if gradient == "one_step" else partial(full_grad_segment, net)
+    total = None
+    for segment in range(1, segments + 1):
+        carry, out = forward(carry, batch.x_daily, batch.x_minute, batch.minute_mask)
+        steps = torch.full((n,), segment, dtype=torch.long, device=device)  # (B,)
+        terms = segment_losses(net, out, carry, batch, steps, active, segment)
+        loss = terms.task_means().sum() + terms.q
+        if gradient == "one_step":
+            net.zero_grad(set_to_none=False)
+            loss.backward()
+        else:
+            total = loss if total is None else total + loss
+    if total is not None:
+        total.backward()
+    return out
+
+
+def rollout_memory(
+    net: HRMNet, batch: HRMTensors, segments: int, gradient: str, allocator: bool = True
+) -> dict[str, int]:
+    """Peak memory of :func:`rollout`: ``saved_bytes`` and, with ``allocator``, ``allocator_peak_bytes`` (the
+    CPU measure runs torch.profiler, which slows the rollout down).
+
+    Measured from the state of a training step after the first: the gradients exist (zeros) before the
+    rollout starts and are zeroed and accumulated in place, so the allocator peak is the memory above the
+    weights and gradients (activations and temporaries) and does not depend on when ``.grad`` is allocated.
+    """
+    for p in net.parameters():
+        p.grad = torch.zeros_like(p)
+    peak = allocator_peak(batch.x_daily.device) if allocator else contextlib.nullcontext(None)
+    with peak as allocated, SavedTensorMeter(exclude=net.parameters()) as meter:
+        rollout(net, batch, segments, gradient)
+    if meter.live_bytes:
+        raise RuntimeError(f"{meter.live_bytes} saved bytes still held after backward ({gradient})")
+    net.zero_grad(set_to_none=True)
+    result = {"saved_bytes": meter.peak_bytes}
+    if allocated is not None:
+        result["allocator_peak_bytes"] = allocated.bytes
+    return result
+
+
+def with_cycles(net: HRMNet, h_cycles: int) -> HRMNet:
+    """A twin of ``net`` (same weights, device and mode) that runs ``h_cycles`` H-cycles per segment."""
+    if h_cycles == net.cfg.H_cycles:
+        return net
+    twin = HRMNet(dataclasses.replace(net.cfg, H_cycles=h_cycles))
+    twin.load_state_dict(net.state_dict())
+    return twin.to(next(net.parameters()).device).train(net.training)
+
+
+def memory_point(
+    net: HRMNet, batch: HRMTensors, segments: int, h_cycles: int, allocator: bool = True
+) -> dict[str, Any]:
+    """Both gradients' peak memory for ``segments`` segments of ``h_cycles`` H-cycles (steps = their product)."""
+    twin = with_cycles(net, h_cycles)
+    return {
+        "segments": segments,
+        "H_cycles": h_cycles,
+        "L_cycles": net.cfg.L_cycles,
+        "steps": segments * h_cycles,
+        **{gradient: rollout_memory(twin, batch, segments, gradient, allocator) for gradient in GRADIENTS},
+    }
+
+
+def memory_sweep(net: HRMNet, batch: HRMTensors, steps: list[int], allocator: bool = True) -> dict[str, Any]:
+    """Both gradients' peak memory as steps = segments x H_cycles grows, in two series.
+
+    ``segments``: the net's H_cycles, steps / H_cycles segments; ``cycles``: one segment of ``steps``
+    H-cycles. L_cycles is the net's. ``summary`` gives, per series and measure, the one-step curve's
+    max / min (1.0 = flat), full backpropagation's last / first point and full / one-step at the last.
+    """
+    h_cycles = net.cfg.H_cycles
+    if any(s % h_cycles for s in steps):
+        raise ValueError(f"steps: each must be a multiple of H_cycles={h_cycles}, got {steps}")
+    series = {
+        "segments": [memory_point(net, batch, s // h_cycles, h_cycles, allocator) for s in steps],
+        "cycles": [memory_point(net, batch, 1, s, allocator) for s in steps],
+    }
+    summary = {}
+    for measure in series["segments"][0]["one_step"]:
+        for name, points in series.items():
+            one = [p["one_step"][measure] for p in points]
+            full = [p["full_backprop"][measure] for p in points]
+            summary[f"{name}/{measure}"] = {
+                "one_step_max_over_min": round(max(one) / min(one), 4),
+                "full_backprop_last_over_first": round(full[-1] / full[0], 4),
+                "full_over_one_step_at_last": round(full[-1] / one[-1], 4),
+            }
+    return {"batch": batch.x_daily.shape[0], "steps": list(steps), "series": series, "summary": summary}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,7 +367,7 @@ def flop_check(trainer: HRMTrainer, data: HRMTensors) -> dict[str, Any]:
 
 def bench_preset(preset: str, args, sync) -> dict[str, Any]:
     """Matmul peak, training throughput, flop check and memory sweep of one preset."""
-    cfg = load_config(PRESETS[preset])
+    cfg = preset_config(preset, args.overrides)
     hrm = cfg.hrm
     batch, t_h, t_l = getattr(args, f"shape_{preset}")
     batch = batch or cfg.train.batch_size
@@ -275,9 +448,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="segments x H_cycles of each memory point")
     parser.add_argument("--no-allocator-peak", action="store_true",
                         help="skip the allocator peak (on CPU it runs torch.profiler, slow); saved bytes only")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    add_torch_flags(parser)
     args = parser.parse_args(argv)
     args.batches = args.batches or (1 if args.quick else 3)
     args.matmul_n = args.matmul_n or (256 if args.quick else 2048)
@@ -286,29 +457,18 @@ def main(argv: list[str] | None = None) -> int:
         defaults = (QUICK_SHAPES if args.quick else SHAPES)[preset]
         given = (getattr(args, f"{preset}_{name}") for name in ("batch", "daily_window", "minutes"))
         setattr(args, f"shape_{preset}", tuple(g if g is not None else d for g, d in zip(given, defaults)))
-    torch.set_num_threads(args.threads)
-    sync = torch.cuda.synchronize if torch.device(args.device).type == "cuda" else None
+    sync = torch_setup(args)
     for preset in args.presets:
-        h_cycles = load_config(PRESETS[preset]).hrm.H_cycles
+        h_cycles = preset_config(preset, args.overrides).hrm.H_cycles
         if any(s % h_cycles for s in args.memory_steps):
             parser.error(f"--memory-steps: each must be a multiple of {preset}'s H_cycles={h_cycles}")
 
-    document: dict[str, Any] = {
-        "benchmark": "bench_train",
-        "machine": machine_info(),
-        "settings": json_settings(args),
-        "notes": NOTES,
-        "gradients": list(GRADIENTS),
-        "results": {},
-    }
+    document = new_document("bench_train", args, notes=NOTES, gradients=list(GRADIENTS), results={})
     started = time.perf_counter()
     for preset in args.presets:
         document["results"][preset] = bench_preset(preset, args, sync)
         gc.collect()
-    document["seconds"] = round(time.perf_counter() - started, 1)
-    document["load_average_end"] = load_average()
-    write_json(document, args.out)
-    return 0
+    return finish_document(document, started, args.out)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,7 @@ import sys
 from pathlib import Path
 
 from lab_v10.src.config import load_config
-from lab_v10.src.options.param_budget import (  # BUDGET and verdict are also read through this script by its tests
-    BUDGET,
-    DEFAULT_CONFIG,
-    param_counts,
-    report,
-    verdict,
-    within_budget,
-)
+from lab_v10.src.options.param_budget import DEFAULT_CONFIG, param_counts, report, within_budget
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,9 +25,8 @@ import itertools
 import sys
 from pathlib import Path
 
-from lab_v10.src.options.param_budget import BUDGET, DEFAULT_CONFIG, format_table, param_counts
-
 from lab_v10.src.config import HRMConfig, ModuleConfig, load_config
+from lab_v10.src.options.param_budget import BUDGET, DEFAULT_CONFIG, format_table, param_counts
 
 HEAD_DIM = 64
 GRID = {

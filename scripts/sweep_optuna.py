@@ -1,15 +1,18 @@
-"""Optuna sweep of the HRM on purged walk-forward validation blocks, on a shared storage with pruning.
+"""Optuna sweep of the HRM on purged validation folds (walk-forward or CPCV), on a shared storage with pruning.
 
     python scripts/sweep_optuna.py --config config/small.yaml --space config/sweep_small.yaml \\
         --study small --trials 40 --workers 2 --out sweeps/small
     python scripts/sweep_optuna.py --config config/default_hrm27m.yaml --space config/sweep_hrm27m.yaml \\
         --study hrm27m --trials 200 --storage postgresql://optuna:PASSWORD@db-host/optuna --out sweeps/hrm27m
 
---storage defaults to the journal file <out>/optuna_journal.log; re-running the same --study resumes it
-(--trials is the number of finished trials the study should hold). Writes trials.csv, best_config.yaml
+--set KEY=VALUE overrides a key of the base config (lab_v10/src/cli.py), e.g. --set train.ensemble_size=1;
+the trials' parameters are set on top of it. --storage defaults to the journal file
+<out>/optuna_journal.log; re-running the same --study resumes it (--trials is the number of finished trials
+the study should hold). Writes trials.csv, best_config.yaml
 (or one per Pareto-optimal trial) and sweep.json into --out, then prints the main_v3.py command with the
-trial count for the deflated Sharpe ratio and the optuna-dashboard command. The space format, objective
-and storage rules: lab_v10/src/eval/sweep.py; scaling out: docs/scale_out.md.
+trial count for the deflated Sharpe ratio and the optuna-dashboard command. The space format
+(validation.scheme walkforward or cpcv): lab_v10/src/eval/sweep_space.py; the folds: sweep_folds.py; the
+objective: sweep_objective.py; storages and workers: sweep.py; scaling out: docs/scale_out.md.
 
 Bad input exits with status 2 and one message, no traceback; a sweep without a completed trial exits 1.
 """
@@ -20,13 +23,15 @@ import logging
 import sys
 from pathlib import Path
 
-from lab_v10.src.config import load_config
+from lab_v10.src.cli import add_set_flag
+from lab_v10.src.config import apply_overrides, load_config
 from lab_v10.src.errors import LabError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, required=True, help="base lab config (data, walk-forward, model)")
+    add_set_flag(p)
     p.add_argument("--space", type=Path, required=True, help="search space YAML, e.g. config/sweep_small.yaml")
     p.add_argument("--study", required=True, help="Optuna study name (re-use it to resume)")
     p.add_argument("--storage", help="journal file path, or a database URL such as postgresql://user:pw@host/db "
@@ -43,10 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from lab_v10.src.eval.sweep import load_space, run_sweep  # heavy imports after argument parsing
+    from lab_v10.src.eval.sweep import run_sweep  # heavy imports after argument parsing
+    from lab_v10.src.eval.sweep_space import load_space
 
     try:
-        cfg = load_config(args.config)
+        cfg = apply_overrides(load_config(args.config), args.overrides)
         space = load_space(args.space)
         result = run_sweep(cfg, space, args.study, args.trials, args.out, storage=args.storage,
                            workers=args.workers, timeout=args.timeout)

@@ -4,8 +4,9 @@
     torchrun --standalone --nproc-per-node 4 scripts/train_hrm.py --config config/default_hrm27m.yaml --out runs/hrm
     python scripts/train_hrm.py --config config/small.yaml --out runs/hrm2 --resume runs/hrm
 
-The data and device flags are main_v3.py's (lab_v10/src/cli.py: --data, --daily, --iv, --minutes,
---minutes-tz, --tz, --calendar, --fill-missing-minutes, --n-days, --device). Training uses the first
+The --set KEY=VALUE overrides and the data and device flags are main_v3.py's (lab_v10/src/cli.py: --data,
+--daily, --iv, --minutes, --minutes-tz, --tz, --calendar, --fill-missing-minutes, --n-days, --device), applied
+in the same order: --config, then --set, then the data flags. Training uses the first
 walk-forward fold's training and validation rows, or --train-end DATE with the next --val-days sample dates
 as validation (purged). ``train.batch_size`` is the global batch, split evenly over the ranks. Rank 0 writes
 best.pt (and best_head_b.pt under train.early_stopping: per_head), last.pt, train_log.csv (into member_k/
@@ -23,14 +24,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from lab_v10.src.cli import add_data_flags, apply_data_flags
-from lab_v10.src.config import load_config
+from lab_v10.src.cli import add_data_flags, add_set_flag, apply_data_flags
+from lab_v10.src.config import apply_overrides, load_config
 from lab_v10.src.errors import ConfigError, LabError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, required=True, help="YAML config (e.g. config/small.yaml)")
+    add_set_flag(p)
     add_data_flags(p)
     p.add_argument("--train-end", help="last training forecast date, YYYY-MM-DD (default: the first walk-forward "
                    "fold's split)")
@@ -55,7 +57,7 @@ def parse_date(text: str | None) -> pd.Timestamp | None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        cfg = apply_data_flags(load_config(args.config), args)
+        cfg = apply_data_flags(apply_overrides(load_config(args.config), args.overrides), args)
         train_end = parse_date(args.train_end)
         if args.resume is not None and not args.resume.exists():
             raise ConfigError(f"--resume: {args.resume}: checkpoint or run folder not found")

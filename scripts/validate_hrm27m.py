@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import torch
-from lab_v10.src.options.param_budget import DEFAULT_CONFIG, report, within_budget
 
 from lab_v10.src.config import HRMConfig, load_config
 from lab_v10.src.options.hrm_net import HRMNet
+from lab_v10.src.options.param_budget import DEFAULT_CONFIG, report, within_budget
 
 
 def torch_param_counts(hrm: HRMConfig) -> dict[str, int]:

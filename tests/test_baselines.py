@@ -12,15 +12,15 @@ from sklearn.metrics import roc_auc_score
 from lab_v10.src.baselines.har import HARGapForecaster
 from lab_v10.src.baselines.lgbm import LGBMGapForecaster, LGBMSetupModel
 from lab_v10.src.baselines.linear import LinearGapForecaster, LogisticSetupModel
-from lab_v10.src.models.registry import MODEL_NAMES, check_model_names, make_model
 from lab_v10.src.baselines.rules import RuleOnlySetup
-from lab_v10.src.config import LabConfig, BaselineConfig, LabelConfig, config_from_dict
+from lab_v10.src.config import BaselineConfig, LabConfig, LabelConfig, config_from_dict
 from lab_v10.src.data.schema import DailyBars
 from lab_v10.src.errors import ConfigError
 from lab_v10.src.eval.metrics import regression_metrics
 from lab_v10.src.features.daily import build_daily_features
 from lab_v10.src.features.intraday import INTRADAY_MODEL_COLUMNS, build_intraday_features
 from lab_v10.src.features.labels import make_daily_labels, make_intraday_labels
+from lab_v10.src.models.registry import MODEL_NAMES, check_model_names, make_model
 
 CFG = BaselineConfig()
 

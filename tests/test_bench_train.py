@@ -1,5 +1,5 @@
-"""scripts/bench_train.py and lab_v10/src/bench_train_lib.py: full backpropagation, the memory meters, the
-flat one-step memory curve, and the JSON document of a quick run."""
+"""scripts/bench_train.py and the memory meters of scripts/bench_common.py: full backpropagation, the meters,
+the flat one-step memory curve, and the JSON document of a quick run."""
 from __future__ import annotations
 
 import json
@@ -10,19 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from lab_v10.src.bench_train_lib import (
-    GRADIENTS,
-    SavedTensorMeter,
-    full_grad_segment,
-    memory_point,
-    memory_sweep,
-    random_tensors,
-    rollout,
-)
 from lab_v10.src.config import HRMConfig, ModuleConfig
 from lab_v10.src.options.hrm_net import HRMNet
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))  # the scripts import their siblings, as when run from scripts/
+from bench_common import SavedTensorMeter  # noqa: E402
+from bench_train import GRADIENTS, full_grad_segment, memory_point, memory_sweep, random_tensors, rollout  # noqa: E402
 TINY = HRMConfig(
     h=ModuleConfig(n_layers=1, d_model=16, n_heads=2, ffn_dim=24),
     l=ModuleConfig(n_layers=2, d_model=16, n_heads=2, ffn_dim=24),

@@ -1,11 +1,12 @@
-"""Typed config loading: presets load, and bad keys, types and ranges name the file and key path."""
+"""Typed config loading: presets load, bad keys, types and ranges name the file and key path, rules between
+fields (CPCV groups) are checked on load, and apply_overrides (--set, sweep trials) validates like a file."""
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
 
-from lab_v10.src.config import LabConfig, config_from_dict, load_config, validate_config
+from lab_v10.src.config import LabConfig, apply_overrides, config_from_dict, load_config, validate_config
 from lab_v10.src.errors import ConfigError
 
 
@@ -45,6 +46,10 @@ def test_empty_file_gives_defaults(tmp_path):
         ("hrm: 3\n", "bad.yaml: hrm: expected a mapping of HRMConfig keys"),
         ("- a\n- b\n", "bad.yaml: expected a mapping at the top level"),
         ("hrm: {h: [\n", "bad.yaml: not valid YAML"),
+        ("walkforward:\n  cpcv_groups: 4\n  cpcv_test_groups: 4\n",
+         "bad.yaml: walkforward.cpcv_test_groups: expected int < cpcv_groups (4), got 4"),
+        ("walkforward:\n  cpcv_test_groups: 7\n",
+         "bad.yaml: walkforward.cpcv_test_groups: expected int < cpcv_groups (6), got 7"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, text, message):
@@ -71,3 +76,59 @@ def test_round_trip_through_dict():
     cfg = config_from_dict({"seed": 7, "hrm": {"h": {"d_model": 32}}})
     assert cfg.seed == 7 and cfg.hrm.h.d_model == 32
     assert validate_config(cfg) == cfg
+
+
+def test_cpcv_groups_are_rechecked_in_code_built_configs():
+    cfg = LabConfig()
+    assert (cfg.walkforward.cpcv_groups, cfg.walkforward.cpcv_test_groups) == (6, 2)
+    assert validate_config(dataclasses.replace(
+        cfg, walkforward=dataclasses.replace(cfg.walkforward, cpcv_groups=3, cpcv_test_groups=2))).walkforward.cpcv_groups == 3
+    bad = dataclasses.replace(cfg, walkforward=dataclasses.replace(cfg.walkforward, cpcv_groups=2))
+    with pytest.raises(ConfigError, match=r"^code: walkforward.cpcv_test_groups: expected int < cpcv_groups \(2\), got 2$"):
+        validate_config(bad, "code")
+
+
+def test_apply_overrides_sets_nested_keys_from_a_mapping():
+    cfg = apply_overrides(LabConfig(), {"train.lr": 0.003, "hrm.h.d_model": 32}, "trial 0")
+    assert cfg.train.lr == 0.003 and cfg.hrm.h.d_model == 32 and cfg.hrm.l == LabConfig().hrm.l
+    assert cfg.train.epochs == LabConfig().train.epochs  # nothing else changed
+    with pytest.raises(ConfigError, match="^trial 7: hrm.max_segments: expected int > 0, got 0$"):
+        apply_overrides(LabConfig(), {"hrm.max_segments": 0}, "trial 7")
+
+
+def test_apply_overrides_reads_key_value_strings_as_yaml():
+    cfg = apply_overrides(LabConfig(), ["train.epochs=2", "train.lr=1.0e-3", "train.autocast_bf16=false",
+                                        "data.minutes_source_tz=null", "features.har_windows=[1, 5]",
+                                        "data.tz=Europe/London", "seed=9"])
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.autocast_bf16) == (2, 0.001, False)
+    assert cfg.data.minutes_source_tz is None and cfg.features.har_windows == [1, 5]
+    assert cfg.data.tz == "Europe/London" and cfg.seed == 9
+    assert apply_overrides(LabConfig(), ["train.epochs=2", "train.epochs=3"]).train.epochs == 3  # in order
+
+
+def test_exponent_floats_without_a_dot_are_numbers():
+    """YAML 1.1 reads ``1e-3`` as text; for a float key, in a file or with --set, it is the number."""
+    assert apply_overrides(LabConfig(), ["train.lr=1e-3"]).train.lr == 0.001
+    assert config_from_dict({"train": {"lr": "5E-4"}}).train.lr == 0.0005
+    with pytest.raises(ConfigError, match="expected float > 0, got 'fast'"):
+        apply_overrides(LabConfig(), ["train.lr=fast"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs", "--set 'train.epochs': expected KEY=VALUE, e.g. train.epochs=8"),
+        ("=3", "--set '=3': expected KEY=VALUE"),
+        ("nosuch.key=1", "--set nosuch.key: 'nosuch' is not a config section"),
+        ("train.lr.x=1", "--set train.lr.x: 'train.lr' is not a config section"),
+        ("train.epochz=1", "--set train.epochz: unknown key 'epochz' (expected one of: "),
+        ("train.epochs=two", "--set: train.epochs: expected int > 0, got 'two'"),
+        ("train.autocast_bf16=1", "--set: train.autocast_bf16: expected bool (true/false), got 1"),
+        ("hrm.h=3", "--set: hrm.h: expected a mapping of ModuleConfig keys, got 3"),
+        ("train.lr=[1, 2", "--set train.lr: value '[1, 2' is not a YAML scalar or list"),
+    ],
+)
+def test_apply_overrides_errors_name_the_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(LabConfig(), [override])
+    assert str(err.value).startswith(message)

@@ -22,7 +22,8 @@ from lab_v10.src.dataset.hrm_tokens import daily_windows, minute_tokens, next_se
 from lab_v10.src.features.daily import build_daily_features
 from lab_v10.src.features.intraday import INTRADAY_MODEL_COLUMNS, build_intraday_features
 from lab_v10.src.features.labels import make_daily_labels, make_intraday_labels
-from lab_v10.src.options.hrm_adapter import HRMAdapter, member_seeds
+from lab_v10.src.options.hrm_adapter import HRMAdapter
+from lab_v10.src.options.hrm_ensemble import member_seeds
 from lab_v10.src.options.hrm_train import HRMTensors, HRMTrainer
 
 WINDOW = 8

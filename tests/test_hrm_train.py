@@ -13,18 +13,13 @@ import torch
 
 from lab_v10.src.config import HRMConfig, ModuleConfig, TrainConfig
 from lab_v10.src.errors import ConfigError
-from lab_v10.src.options import hrm_train
+from lab_v10.src.options import hrm_train, segment_loss
 from lab_v10.src.options.act_halting import act_rollout, gaussian_nll, minute_bce
 from lab_v10.src.options.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from lab_v10.src.options.hrm_net import HRMNet
-from lab_v10.src.options.hrm_train import (
-    HRMTensors,
-    HRMTrainer,
-    NonFiniteLossError,
-    masked_sums,
-    resolve_device,
-    warmup_cosine,
-)
+from lab_v10.src.options.hrm_train import HRMTensors, HRMTrainer, NonFiniteLossError, resolve_device
+from lab_v10.src.options.optim import warmup_cosine
+from lab_v10.src.options.segment_loss import masked_sums
 
 T_H, T_L, F_D, F_M = 8, 16, 5, 4
 HRM = HRMConfig(
@@ -421,7 +416,7 @@ def test_halted_samples_are_frozen_and_excluded(tmp_path, monkeypatch):
         return forced | (steps >= max_segments)
 
     seen_rows = []
-    real_sums = hrm_train.masked_sums
+    real_sums = segment_loss.masked_sums
 
     def spy_sums(losses, labelled, rows):
         seen_rows.append(rows.clone())
@@ -437,7 +432,7 @@ def test_halted_samples_are_frozen_and_excluded(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(hrm_train, "halting_decision", decision)
-    monkeypatch.setattr(hrm_train, "masked_sums", spy_sums)
+    monkeypatch.setattr(segment_loss, "masked_sums", spy_sums)
     monkeypatch.setattr(hrm_train, "freeze_halted", spy_freeze)
     train, val = make_data(8, 1), make_data(4, 2)
     trainer = make_trainer(tmp_path, dataclasses.replace(TRAIN, epochs=1))

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lab_v10.src.config import BookBConfig
 from lab_v10.src.books.intraday import simulate_intraday_shorts
+from lab_v10.src.config import BookBConfig
 
 TZ = "America/New_York"
 PLAIN = BookBConfig(ssr=False, luld=False)

@@ -15,9 +15,9 @@ from lab_v10.src.data.loaders import (
     load_daily,
     load_iv,
     load_minutes,
-    minute_coverage,
 )
 from lab_v10.src.data.schema import DailyBars
+from lab_v10.src.data.sessions import minute_coverage
 from lab_v10.src.errors import ConfigError, DataValidationError
 
 NY = "America/New_York"
@@ -101,80 +101,45 @@ def test_daily_missing_column(tmp_path):
     assert_error(lambda: load_daily(path), "noclose.csv", "missing column 'close'", "found date, open, high, low")
 
 
-def test_daily_unparseable_date(tmp_path):
-    path = daily_with(tmp_path, 1, "2024-13-45,101,103,100,102,1100")
-    assert_error(lambda: load_daily(path), "daily.csv", "line 3", "column 'date'", "'2024-13-45'", "YYYY-MM-DD")
+# One data row of the good daily file replaced (row index 0-based; file line = index + 2) -> the error
+# names daily.csv and these fragments.
+BAD_DAILY_ROWS = [
+    pytest.param(1, "2024-13-45,101,103,100,102,1100", ("line 3", "column 'date'", "'2024-13-45'", "YYYY-MM-DD"),
+                 id="unparseable_date"),
+    pytest.param(0, "Jan 2 2024,100,102,99,101,1000", ("line 2", "'Jan 2 2024'", "MM/DD/YYYY"),
+                 id="unrecognized_date_format_names_first_line"),
+    pytest.param(2, "01/04/2024,102,104,101,103,1200", ("line 4", "'01/04/2024'", "format of the first data row"),
+                 id="mixed_date_formats"),
+    pytest.param(1, "2024-01-03 15:00,101,103,100,102,1100", ("line 3", "time of day"), id="date_with_time_of_day"),
+    pytest.param(1, "2024-01-03,101,abc,100,102,1100", ("line 3", "column 'high'", "'abc'"), id="unparseable_number"),
+    *(
+        pytest.param(2, f"2024-01-04,102,104,101,{cell},1200", ("line 4", "column 'close'", "finite number"),
+                     id=f"non_finite_price_{cell or 'empty'}")
+        for cell in ("NaN", "", "inf")
+    ),
+    pytest.param(1, "2024-01-03,101,103,100", ("line 3", "column 'close'", "missing value"),
+                 id="missing_field_in_short_row"),
+    pytest.param(2, "2024-01-03,102,104,101,103,1200", ("line 4", "repeats", "line 3"), id="duplicate_date"),
+    pytest.param(2, "2024-01-01,102,104,101,103,1200", ("line 4", "earlier than", "line 3"), id="unsorted"),
+    pytest.param(1, "2024-01-03,101,103,0,102,1100", ("line 3", "column 'low'", "> 0"), id="non_positive_price"),
+    pytest.param(2, "2024-01-04,102,100,101.5,101,1200", ("line 4", "high 100.0 < low 101.5"), id="high_below_low"),
+    pytest.param(0, "2024-01-02,100,102,100.5,101,1000", ("line 2", "column 'low'", "min(open, close)"),
+                 id="low_above_open_close"),
+    pytest.param(0, "2024-01-02,100,100.5,99,101,1000", ("line 2", "column 'high'", "max(open, close)"),
+                 id="high_below_open_close"),
+    pytest.param(1, "2024-01-03,101,103,100,102,-5", ("line 3", "column 'volume'", ">= 0"), id="negative_volume"),
+]
 
 
-def test_daily_unrecognized_date_format_names_first_line(tmp_path):
-    path = daily_with(tmp_path, 0, "Jan 2 2024,100,102,99,101,1000")
-    assert_error(lambda: load_daily(path), "daily.csv", "line 2", "'Jan 2 2024'", "MM/DD/YYYY")
-
-
-def test_daily_mixed_date_formats(tmp_path):
-    path = daily_with(tmp_path, 2, "01/04/2024,102,104,101,103,1200")
-    assert_error(lambda: load_daily(path), "daily.csv", "line 4", "'01/04/2024'", "format of the first data row")
-
-
-def test_daily_date_with_time_of_day(tmp_path):
-    path = daily_with(tmp_path, 1, "2024-01-03 15:00,101,103,100,102,1100")
-    assert_error(lambda: load_daily(path), "daily.csv", "line 3", "time of day")
-
-
-def test_daily_unparseable_number(tmp_path):
-    path = daily_with(tmp_path, 1, "2024-01-03,101,abc,100,102,1100")
-    assert_error(lambda: load_daily(path), "daily.csv", "line 3", "column 'high'", "'abc'")
-
-
-@pytest.mark.parametrize("cell", ["NaN", "", "inf"])
-def test_daily_non_finite_price(tmp_path, cell):
-    path = daily_with(tmp_path, 2, f"2024-01-04,102,104,101,{cell},1200")
-    assert_error(lambda: load_daily(path), "daily.csv", "line 4", "column 'close'", "finite number")
-
-
-def test_daily_missing_field_in_short_row(tmp_path):
-    path = daily_with(tmp_path, 1, "2024-01-03,101,103,100")
-    assert_error(lambda: load_daily(path), "daily.csv", "line 3", "column 'close'", "missing value")
+@pytest.mark.parametrize(("row_index", "row", "fragments"), BAD_DAILY_ROWS)
+def test_daily_bad_row(tmp_path, row_index, row, fragments):
+    path = daily_with(tmp_path, row_index, row)
+    assert_error(lambda: load_daily(path), "daily.csv", *fragments)
 
 
 def test_daily_blank_line_is_reported(tmp_path):
     path = write(tmp_path, "blank.csv", [DAILY_HEADER, DAILY_ROWS[0], "", *DAILY_ROWS[1:]])
     assert_error(lambda: load_daily(path), "blank.csv", "line 3", "column 'date'")
-
-
-def test_daily_duplicate_date(tmp_path):
-    path = daily_with(tmp_path, 2, "2024-01-03,102,104,101,103,1200")
-    assert_error(lambda: load_daily(path), "daily.csv", "line 4", "repeats", "line 3")
-
-
-def test_daily_unsorted(tmp_path):
-    path = daily_with(tmp_path, 2, "2024-01-01,102,104,101,103,1200")
-    assert_error(lambda: load_daily(path), "daily.csv", "line 4", "earlier than", "line 3")
-
-
-def test_daily_non_positive_price(tmp_path):
-    path = daily_with(tmp_path, 1, "2024-01-03,101,103,0,102,1100")
-    assert_error(lambda: load_daily(path), "daily.csv", "line 3", "column 'low'", "> 0")
-
-
-def test_daily_high_below_low(tmp_path):
-    path = daily_with(tmp_path, 2, "2024-01-04,102,100,101.5,101,1200")
-    assert_error(lambda: load_daily(path), "daily.csv", "line 4", "high 100.0 < low 101.5")
-
-
-def test_daily_low_above_open_close(tmp_path):
-    path = daily_with(tmp_path, 0, "2024-01-02,100,102,100.5,101,1000")
-    assert_error(lambda: load_daily(path), "daily.csv", "line 2", "column 'low'", "min(open, close)")
-
-
-def test_daily_high_below_open_close(tmp_path):
-    path = daily_with(tmp_path, 0, "2024-01-02,100,100.5,99,101,1000")
-    assert_error(lambda: load_daily(path), "daily.csv", "line 2", "column 'high'", "max(open, close)")
-
-
-def test_daily_negative_volume(tmp_path):
-    path = daily_with(tmp_path, 1, "2024-01-03,101,103,100,102,-5")
-    assert_error(lambda: load_daily(path), "daily.csv", "line 3", "column 'volume'", ">= 0")
 
 
 def test_daily_duplicate_column_after_normalizing(tmp_path):

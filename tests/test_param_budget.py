@@ -14,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lab_v10.src.config import HRMConfig, ModuleConfig, load_config
 from lab_v10.src.options.hrm_net import HRMNet
+from lab_v10.src.options.param_budget import param_counts, verdict, within_budget
 
 REPO = Path(__file__).resolve().parents[1]
 DESIGN_27M = {  # docs/design.md section 4
@@ -70,16 +71,14 @@ def test_27m_core_is_exactly_the_design_table():
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_closed_form_count_equals_torch(name):
-    manual = load_script("manual_param_count")
-    assert manual.param_counts(VARIANTS[name]) == torch_counts(VARIANTS[name])
+    assert param_counts(VARIANTS[name]) == torch_counts(VARIANTS[name])
 
 
 def test_budget_limits_and_verdict():
-    manual = load_script("manual_param_count")
-    assert manual.within_budget(manual.param_counts(PRESET_27M))
-    assert not manual.within_budget(manual.param_counts(PRESET_SMALL))
-    assert not manual.within_budget(manual.param_counts(VARIANTS["wide_inputs"]))  # the inputs push it past
-    assert "OUTSIDE" in manual.verdict(manual.param_counts(PRESET_SMALL))
+    assert within_budget(param_counts(PRESET_27M))
+    assert not within_budget(param_counts(PRESET_SMALL))
+    assert not within_budget(param_counts(VARIANTS["wide_inputs"]))  # the inputs push it past
+    assert "OUTSIDE" in verdict(param_counts(PRESET_SMALL))
 
 
 def test_validate_and_manual_scripts_print_the_same_table_and_exit_codes():
@@ -125,9 +124,9 @@ def test_projection_flops_match_torch_flop_counter():
 
 
 def test_optimizer_lists_only_architectures_inside_the_budget():
-    manual, optimize = load_script("manual_param_count"), load_script("optimize_hrm27m")
+    optimize = load_script("optimize_hrm27m")
     candidates = optimize.candidates(PRESET_27M)
-    assert candidates and all(manual.within_budget(manual.param_counts(c)) for c in candidates)
+    assert candidates and all(within_budget(param_counts(c)) for c in candidates)
     assert optimize.shape_key(PRESET_27M) in {optimize.shape_key(c) for c in candidates}
     assert all(c.h.d_model == c.h.n_heads * optimize.HEAD_DIM for c in candidates)
     text = optimize.ranking(PRESET_27M, top=4, sort="minute", markdown=False)

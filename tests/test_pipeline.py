@@ -15,7 +15,7 @@ from lab_v10.src.pipeline import run
 
 TINY = {
     "seed": 3,
-    "models": ["hrm", "har", "linear", "lgbm", "logistic", "rule"],
+    "models": ["hrm", "tshrm", "har", "linear", "lgbm", "logistic", "rule"],
     "data": {"source": "synthetic", "synthetic": {"n_days": 300}},
     "labels": {"horizon_days": 5, "horizon_minutes": 20},
     "walkforward": {"n_folds": 2, "min_train_days": 120, "val_days": 30, "test_days": 40, "embargo_days": 2},
@@ -25,6 +25,7 @@ TINY = {
         "daily_window": 8, "H_cycles": 1, "L_cycles": 1, "max_segments": 2,
     },
     "train": {"epochs": 1, "batch_size": 16, "warmup_steps": 2, "lr": 0.001, "autocast_bf16": False, "device": "cpu"},
+    "tshrm": {"window": 8, "patch_len": 4, "epochs": 2, "batch_size": 16},
 }
 
 
@@ -38,13 +39,21 @@ def tiny_run(tmp_path_factory):
 def test_every_model_scored_on_identical_rows(tiny_run):
     result, _ = tiny_run
     fa, fb = result.forecasts_a, result.forecasts_b
-    assert len(fa) == 2 * 40 and fa["fold"].value_counts().to_dict() == {0: 40, 1: 40}
-    for model in ("hrm", "har", "linear", "lgbm"):
-        assert np.isfinite(fa[f"mu_{model}"]).all() and (fa[f"sigma_{model}"] > 0).all()
-    for model in ("hrm", "logistic", "lgbm", "rule"):
-        proba = fb[f"proba_{model}"]
-        assert proba.notna().all() and proba.between(0, 1).all()
-    assert fb["y_true"].isin([0.0, 1.0]).all()
+    assert list(fa["model"].unique()) == ["hrm", "tshrm", "har", "linear", "lgbm"]
+    rows_a = {m: g[["date", "fold", "y_true", "train_mean"]].reset_index(drop=True) for m, g in fa.groupby("model")}
+    for model, rows in rows_a.items():
+        assert len(rows) == 2 * 40 and rows["fold"].value_counts().to_dict() == {0: 40, 1: 40}
+        pd.testing.assert_frame_equal(rows, rows_a["hrm"])  # same dates, truth and R² benchmark for every model
+    assert np.isfinite(fa["mu"]).all() and (fa["sigma"] > 0).all()
+    # The R² benchmark is the fold's mean training label, whichever models ran.
+    assert fa.groupby("fold")["train_mean"].nunique().eq(1).all()
+    assert list(fb["model"].unique()) == ["hrm", "lgbm", "logistic", "rule"]
+    rows_b = {m: g[["timestamp", "session", "fold", "y_true"]].reset_index(drop=True) for m, g in fb.groupby("model")}
+    for rows in rows_b.values():
+        pd.testing.assert_frame_equal(rows, rows_b["hrm"], check_exact=True)
+    assert fb["proba"].notna().all() and fb["proba"].between(0, 1).all()
+    # Every test minute is traded; the minutes whose horizon runs past the close carry no label.
+    assert fb["y_true"].dropna().isin([0.0, 1.0]).all() and fb["y_true"].isna().any()
     # Test rows come after every training row of their fold (walk-forward) and folds do not overlap.
     periods = [(pd.Timestamp(f["test_period"][0]), pd.Timestamp(f["test_period"][1])) for f in result.folds]
     assert periods[0][1] < periods[1][0]
@@ -66,15 +75,19 @@ def test_summary_json_matches_results(tiny_run):
             for key, value in per_fold["all"].items():
                 assert summary["forecast_metrics"][book][model]["all"][key] == pytest.approx(value)
     assert summary["winners"] == result.winners
-    assert result.winners["forecast_A"]["r2_oos"] in {"hrm", "har", "linear", "lgbm"}
+    assert result.winners["forecast_A"]["r2_oos"] in {"hrm", "tshrm", "har", "linear", "lgbm"}
     assert result.winners["forecast_B"]["auc"] in {"hrm", "logistic", "lgbm", "rule"}
-    assert set(result.book_a.daily) == {"hrm", "har", "linear", "lgbm", "always_short", "no_trade"}
+    assert set(result.book_a.daily) == {"hrm", "tshrm", "har", "linear", "lgbm", "always_short", "no_trade"}
     assert {"hrm", "rule", "logistic", "lgbm"} <= set(result.book_b.daily)
     no_trade = result.book_a.metrics["no_trade"]
     assert no_trade["total_costs"] == 0 and no_trade["net_ann_return"] == 0
     assert result.book_a.metrics["always_short"]["total_costs"] > 0
     assert set(result.portfolio) >= {"hrm", "lgbm"}
-    assert len(result.hrm_segments) > 0 and set(np.unique(result.hrm_segments)) <= {1, 2}
+    assert set(result.act_segments) == {"hrm", "tshrm"}
+    for model, segments in result.act_segments.items():
+        assert len(segments) > 0 and set(np.unique(segments)) <= {1, 2}  # max_segments is 2 for both
+        assert summary["act_segments"][model]["n_samples"] == len(segments)
+    assert len(result.act_segments["tshrm"]) == 2 * 40  # one per test date (a single network)
 
 
 def test_report_files_hold_the_numbers(tiny_run):
@@ -137,4 +150,5 @@ def test_minutes_file_without_iv_runs_book_b_and_skips_book_a(tmp_path):
     dates = minutes.session_dates
     xnys = exchange_calendars.get_calendar("XNYS").sessions_in_range(dates[0], dates[-1])
     assert result.data["has_iv"] is False and result.data["sessions"] == len(dates.intersection(xnys)) < 160
-    assert result.forecasts_b["proba_hrm"].between(0, 1).all()
+    hrm = result.forecasts_b[result.forecasts_b["model"] == "hrm"]
+    assert len(hrm) > 0 and hrm["proba"].between(0, 1).all()

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lab_v10.src.config import PortfolioConfig
 from lab_v10.src.books.portfolio import combine_books
+from lab_v10.src.config import PortfolioConfig
 
 CAL = pd.bdate_range("2020-01-01", periods=300)
 

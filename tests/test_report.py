@@ -26,7 +26,7 @@ from lab_v10.src.books.portfolio import combine_books
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("equity_a.png", "equity_b.png", "equity_portfolio.png", "forecast_scatter_a.png", "calibration_b.png",
-         "hrm_segments.png")
+         "act_segments_hrm.png")
 MODELS_A = ("hrm", "har")
 MODELS_B = ("hrm", "lgbm", "logistic")
 DAYS = pd.bdate_range("2021-03-01", periods=40, name="date")  # test days: fold 0 = first 20, fold 1 = last 20
@@ -34,41 +34,35 @@ FOLD_OF_DAY = np.repeat([0, 1], 20)
 
 
 def _forecasts_a() -> pd.DataFrame:
+    """The long Book A table: one row per test day and model."""
     t = np.arange(DAYS.size)
     y = 3.0 * np.sin(t / 3.0) + 0.5 * np.cos(t * 1.7)
-    return pd.DataFrame(
-        {
-            "fold": FOLD_OF_DAY,
-            "y_true": y,
-            "train_mean": np.where(FOLD_OF_DAY == 0, 0.4, -0.2),
-            "mu_hrm": 0.8 * y + 0.3 * np.cos(t),
-            "sigma_hrm": 1.0 + 0.1 * (t % 3),
-            "mu_har": 0.3 * y + 0.2,
-            "sigma_har": np.full(t.size, 2.0),
-        },
-        index=DAYS,
-    )
+    truth = pd.DataFrame({"date": DAYS, "fold": FOLD_OF_DAY, "y_true": y,
+                          "train_mean": np.where(FOLD_OF_DAY == 0, 0.4, -0.2)})
+    forecasts = {"hrm": (0.8 * y + 0.3 * np.cos(t), 1.0 + 0.1 * (t % 3)), "har": (0.3 * y + 0.2, np.full(t.size, 2.0))}
+    parts = [truth.assign(model=m, mu=mu, sigma=sigma) for m, (mu, sigma) in forecasts.items()]
+    return pd.concat(parts, ignore_index=True)[["date", "fold", "model", "y_true", "train_mean", "mu", "sigma"]]
 
 
 def _forecasts_b() -> pd.DataFrame:
+    """The long Book B table: one row per test minute and model."""
     sessions = DAYS[[3, 8, 25, 31]]  # two sessions per fold
     minutes = pd.DatetimeIndex(
-        [s + pd.Timedelta(hours=9, minutes=30 + m) for s in sessions for m in range(30)], name="time"
+        [s + pd.Timedelta(hours=9, minutes=30 + m) for s in sessions for m in range(30)]
     ).tz_localize("America/New_York")
     k = np.arange(minutes.size)
     y = ((k * 7) % 5 < 2).astype(float)
-    return pd.DataFrame(
-        {
-            "fold": np.repeat([0, 1], 60),
-            "session": np.repeat(sessions, 30),
-            "y_true": y,
-            "setup_signal": (k % 4 == 0),
-            "proba_hrm": np.clip(0.25 + 0.5 * y + 0.2 * np.sin(k), 0.0, 1.0),
-            "proba_lgbm": np.clip(0.4 + 0.1 * y + 0.3 * np.cos(k / 2), 0.0, 1.0),
-            "proba_logistic": np.full(k.size, 0.4),
-        },
-        index=minutes,
-    )
+    truth = pd.DataFrame({"timestamp": minutes, "session": np.repeat(sessions, 30), "fold": np.repeat([0, 1], 60),
+                          "y_true": y, "setup_signal": (k % 4 == 0)})
+    probas = {
+        "hrm": np.clip(0.25 + 0.5 * y + 0.2 * np.sin(k), 0.0, 1.0),
+        "lgbm": np.clip(0.4 + 0.1 * y + 0.3 * np.cos(k / 2), 0.0, 1.0),
+        "logistic": np.full(k.size, 0.4),
+    }
+    parts = [truth.assign(model=m, proba=p) for m, p in probas.items()]
+    return pd.concat(parts, ignore_index=True)[
+        ["timestamp", "session", "fold", "model", "y_true", "setup_signal", "proba"]
+    ]
 
 
 def _by_fold(frame: pd.DataFrame, fn) -> dict[str, dict]:
@@ -90,9 +84,10 @@ def _book(strategies: dict[str, pd.DataFrame], trades: dict[str, pd.DataFrame]) 
 def make_result() -> RunResult:
     fa, fb = _forecasts_a(), _forecasts_b()
     forecast_metrics = {
-        "A": {m: _by_fold(fa, lambda f, m=m: regression_metrics(f["y_true"], f[f"mu_{m}"], f[f"sigma_{m}"],
-                                                                 f["train_mean"])) for m in MODELS_A},
-        "B": {m: _by_fold(fb, lambda f, m=m: classification_metrics(f["y_true"], f[f"proba_{m}"])) for m in MODELS_B},
+        "A": {m: _by_fold(fa[fa["model"] == m], lambda f: regression_metrics(f["y_true"], f["mu"], f["sigma"],
+                                                                              f["train_mean"])) for m in MODELS_A},
+        "B": {m: _by_fold(fb[fb["model"] == m], lambda f: classification_metrics(f["y_true"], f["proba"]))
+              for m in MODELS_B},
     }
     t = np.arange(DAYS.size)
     book_a = _book(
@@ -149,7 +144,7 @@ def make_result() -> RunResult:
         portfolio=portfolio,
         portfolio_metrics=portfolio_metrics,
         winners=winners,
-        hrm_segments=np.array([1, 2, 2, 3, 3, 3, 4, 8, 2, 1]),
+        act_segments={"hrm": np.array([1, 2, 2, 3, 3, 3, 4, 8, 2, 1])},
         n_trials=3,
         timings={"features": 1.25, "train_hrm": np.float64(12.5)},
     )
@@ -197,7 +192,7 @@ def test_summary_json_is_strict_and_holds_the_given_metrics(result, report):
     assert summary["timings"] == {"features": 1.25, "train_hrm": 12.5}
     assert summary["skipped"] == {"A": None, "B": None}
     assert summary["n_trades"] == {"A": {"hrm": 2, "har": 1}, "B": {"hrm": 4}}
-    assert summary["hrm_segments"] == {"n_samples": 10, "counts": {"1": 2, "2": 3, "3": 3, "4": 1, "8": 1}}
+    assert summary["act_segments"] == {"hrm": {"n_samples": 10, "counts": {"1": 2, "2": 3, "3": 3, "4": 1, "8": 1}}}
     assert summary["data"]["start"] == "2021-03-01T00:00:00"
     assert summary["data"]["iv_coverage"] is None  # NaN is written as null, never as the NaN token
     assert summary["data"]["label_balance"]["B"] == float(result.forecasts_b["y_true"].mean())
@@ -302,18 +297,18 @@ def test_skipped_book_and_missing_segments_show_notes(result, tmp_path):
         portfolio={},
         portfolio_metrics={},
         winners={"forecast_A": result.winners["forecast_A"]},
-        hrm_segments=np.array([], dtype=int),
+        act_segments={},
     )
     paths = write_report(skipped, tmp_path)
     text = _html_without_images(paths["report.html"].read_text())
     assert "Book B (intraday shorts) skipped: no minute bars in data/minutes" in text
-    assert "the HRM did not run" in text and "no Book B forecasts" in text
-    assert {"equity_b.png", "calibration_b.png", "hrm_segments.png", "equity_portfolio.png"}.isdisjoint(paths)
+    assert "no model with learned halting ran" in text and "no Book B forecasts" in text
+    assert {"equity_b.png", "calibration_b.png", "act_segments_hrm.png", "equity_portfolio.png"}.isdisjoint(paths)
     page = paths["report.html"].read_text()
     assert page.count("data:image/png;base64,") == 2  # Book A equity and the Book A scatter remain
     summary = _strict_json(paths["summary.json"].read_text())
     assert summary["skipped"]["B"] == "no minute bars in data/minutes"
-    assert summary["hrm_segments"] == {"n_samples": 0, "counts": {}}
+    assert summary["act_segments"] == {}
     assert pd.read_csv(paths["forecast_metrics_B.csv"]).empty
     assert "Book B (intraday shorts): skipped (no minute bars in data/minutes)" in console_summary(skipped)
 

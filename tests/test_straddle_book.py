@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lab_v10.src.config import BookAConfig
-from lab_v10.src.data.schema import DailyBars
 from lab_v10.src.books.pricing import straddle_delta, straddle_price
 from lab_v10.src.books.straddle import positions_from_forecast, simulate_straddles
+from lab_v10.src.config import BookAConfig
+from lab_v10.src.data.schema import DailyBars
 
 FRICTIONLESS = BookAConfig(
     rate=0.0,

@@ -1,10 +1,11 @@
-"""Optuna sweeps (lab_v10/src/eval/sweep.py, scripts/sweep_optuna.py): the space file, shared storages with
-several workers, pruning, resume, failed trials, the parameter budget, the purged validation folds, and one
-real sweep of the HRM on a tiny synthetic market."""
+"""Optuna sweeps (lab_v10/src/eval/sweep*.py, scripts/sweep_optuna.py): the space file, shared storages with
+several workers, pruning, resume, failed trials, the parameter budget, the purged validation folds (walk-forward
+and CPCV), and real sweeps of the HRM on a tiny synthetic market."""
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -21,20 +22,13 @@ from test_param_budget import load_script
 
 from lab_v10.src.config import LabConfig, config_from_dict, load_config
 from lab_v10.src.data.market import load_market
-from lab_v10.src.errors import ConfigError
-from lab_v10.src.eval.sweep import (
-    REJECTED_ATTR,
-    SweepSpace,
-    apply_params,
-    load_space,
-    open_storage,
-    param_budget_violation,
-    run_sweep,
-    suggest_params,
-    tuning_folds,
-)
+from lab_v10.src.dataset.dataset import build_dataset, split_dates
 from lab_v10.src.dataset.folds import walk_forward_folds
-from lab_v10.src.dataset.dataset import build_dataset
+from lab_v10.src.errors import ConfigError
+from lab_v10.src.eval.sweep import open_storage, run_sweep
+from lab_v10.src.eval.sweep_folds import tuning_folds
+from lab_v10.src.eval.sweep_objective import REJECTED_ATTR, param_budget_violation
+from lab_v10.src.eval.sweep_space import SweepSpace, ValidationConfig, load_space, suggest_params
 
 REPO = Path(__file__).resolve().parents[1]
 CHEAP_SPACE = {
@@ -113,8 +107,12 @@ def test_shipped_spaces_load():
                 "hrm.max_segments", "hrm.h.d_model", "hrm.l.d_model", "hrm.halt_nll_threshold"} <= set(space.params)
         assert space.objectives == ["loss"] and not space.multi_objective
     assert not small.settings.param_budget and big.settings.param_budget
-    assert isinstance(small.make_pruner(), optuna.pruners.MedianPruner)
-    assert isinstance(big.make_pruner(), optuna.pruners.HyperbandPruner)
+    assert small.settings.validation.scheme == big.settings.validation.scheme == "walkforward"  # the default
+    steps = [space.n_steps(load_config(REPO / f"config/{preset}").walkforward)
+             for space, preset in ((small, "small.yaml"), (big, "default_hrm27m.yaml"))]
+    assert steps == [small.settings.validation.n_folds, big.settings.validation.n_folds] == [2, 3]
+    assert isinstance(small.make_pruner(steps[0]), optuna.pruners.MedianPruner)
+    assert isinstance(big.make_pruner(steps[1]), optuna.pruners.HyperbandPruner)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +139,8 @@ def test_shipped_spaces_load():
          r"space.yaml: pruner.type: expected none with several objectives"),
         ({"objectives": ["sharpe"]},
          r"space.yaml: objectives: expected list of one of 'loss', 'yA_nll', 'yB_log_loss' .*, got \['sharpe'\]"),
-        ({"pruner": {"type": "hyperband", "min_resource": 4}}, r"pruner.min_resource: expected at most"),
+        ({"validation": {"scheme": "kfold"}},
+         r"space.yaml: validation.scheme: expected one of 'walkforward', 'cpcv', got 'kfold'"),
     ],
 )
 def test_space_errors_name_the_file_and_key(tmp_path, change, message):
@@ -149,11 +148,21 @@ def test_space_errors_name_the_file_and_key(tmp_path, change, message):
         load_space(write_space(tmp_path, {**CHEAP_SPACE, **change}))
 
 
-def test_apply_params_sets_nested_keys_and_validates():
-    cfg = apply_params(LabConfig(), {"train.lr": 0.003, "hrm.h.d_model": 32}, "trial 0")
-    assert cfg.train.lr == 0.003 and cfg.hrm.h.d_model == 32 and cfg.hrm.l == LabConfig().hrm.l
-    with pytest.raises(ConfigError, match="trial 7: hrm.max_segments: expected int > 0, got 0"):
-        apply_params(LabConfig(), {"hrm.max_segments": 0}, "trial 7")
+def test_pruner_steps_are_the_scored_folds_of_the_scheme(tmp_path):
+    wf = LabConfig().walkforward  # 6 CPCV groups, 2 scored per split: 15 splits
+    walkforward, cpcv = cheap_space(tmp_path), cheap_space(tmp_path, validation={"scheme": "cpcv"})
+    assert walkforward.n_steps(wf) == 3 and cpcv.n_steps(wf) == math.comb(6, 2) == 15
+    hyperband = cheap_space(tmp_path, pruner={"type": "hyperband", "min_resource": 4})
+    with pytest.raises(ConfigError, match=r"space.yaml: pruner.min_resource: expected at most the 3 scored folds "
+                                          r"of validation.scheme walkforward .*, got 4"):
+        run_sweep(LabConfig(), hyperband, "hb", 1, tmp_path / "out", objective=CheapObjective(hyperband))
+    assert not (tmp_path / "out").exists()  # refused before the study was created
+    cpcv_hyperband = cheap_space(tmp_path, pruner={"type": "hyperband", "min_resource": 4},
+                                 validation={"scheme": "cpcv"})
+    assert isinstance(cpcv_hyperband.make_pruner(cpcv_hyperband.n_steps(wf)), optuna.pruners.HyperbandPruner)
+    three_splits = LabConfig(walkforward=dataclasses.replace(wf, cpcv_groups=3, cpcv_test_groups=1))
+    with pytest.raises(ConfigError, match="at most the 3 scored folds of validation.scheme cpcv"):
+        run_sweep(three_splits, cpcv_hyperband, "hb", 1, tmp_path / "out", objective=CheapObjective(cpcv_hyperband))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -283,15 +292,62 @@ def tiny():
 def test_tuning_folds_stay_before_the_first_test_block(tmp_path, tiny):
     cfg, data = tiny
     first_test = walk_forward_folds(data.sample_dates, data.span_end, cfg.walkforward)[0].test_period[0]
-    folds = tuning_folds(data, cfg.walkforward, load_space(write_space(tmp_path, TINY_SPACE)).settings.validation)
-    assert [f.number for f in folds] == [0, 1] and all(len(f.score) == 20 for f in folds)
+    folds = tuning_folds(data, cfg, load_space(write_space(tmp_path, TINY_SPACE)).settings.validation)
+    assert [f.number for f in folds] == [0, 1] and all(f.test_idx.size == 20 for f in folds)
     span = pd.Series(data.span_end, index=data.sample_dates)
+    scored = []
     for fold in folds:
-        used = fold.train.append(fold.val).append(fold.score)
-        assert span.loc[used].max() < first_test  # no label reaches the lab's test period
-        assert fold.train[-1] < fold.val[0] and fold.val[-1] < fold.score[0]
-        assert span.loc[fold.train].max() < fold.val[0]  # purged against the validation rows
-    assert folds[0].score[-1] < folds[1].score[0]
+        train, val, score = split_dates(data, fold)
+        assert span.loc[train.append(val).append(score)].max() < first_test  # no label reaches the lab's test
+        assert train[-1] < val[0] and val[-1] < score[0]
+        assert span.loc[train].max() < val[0]  # purged against the validation rows
+        scored.append(score)
+    assert scored[0][-1] < scored[1][0]
+    # the same folds as a walk-forward over the pre-test samples alone: the default scheme is unchanged
+    before = data.span_end < first_test
+    inner = dataclasses.replace(cfg.walkforward, n_folds=2, test_days=20)
+    for fold, plain in zip(folds, walk_forward_folds(data.sample_dates[before], data.span_end[before], inner)):
+        assert [fold.train_idx.tolist(), fold.val_idx.tolist(), fold.test_idx.tolist()] == \
+            [plain.train_idx.tolist(), plain.val_idx.tolist(), plain.test_idx.tolist()]
+
+
+def test_cpcv_tuning_folds_score_every_group_purged_and_embargoed(tiny):
+    cfg, data = tiny
+    cfg = dataclasses.replace(cfg, walkforward=dataclasses.replace(cfg.walkforward, cpcv_groups=4, cpcv_test_groups=2))
+    first_test = walk_forward_folds(data.sample_dates, data.span_end, cfg.walkforward)[0].test_period[0]
+    folds = tuning_folds(data, cfg, ValidationConfig(scheme="cpcv"))
+    assert [f.number for f in folds] == list(range(math.comb(4, 2)))
+    span = pd.Series(data.span_end, index=data.sample_dates)
+    history = data.X_daily.index.get_indexer(data.sample_dates)
+    pool = set()
+    times_scored: dict = {}
+    for fold in folds:
+        train, val, score = split_dates(data, fold)
+        pool |= set(score)
+        for date in score:
+            times_scored[date] = times_scored.get(date, 0) + 1
+        assert not (set(train) & set(val)) and not (set(train) | set(val)) & set(score)
+        assert span.loc[train.append(val).append(score)].max() < first_test  # before the lab's test blocks
+        assert val.size == cfg.walkforward.val_days
+        # purged: no training or validation label overlaps a scored group, no training label the validation rows
+        groups = np.split(fold.test_idx, np.flatnonzero(np.diff(fold.test_idx) > 1) + 1)
+        for group in groups:
+            assert not overlaps(train, data.sample_dates[group], span)
+            assert not overlaps(val, data.sample_dates[group], span)
+        assert not overlaps(train, val, span)
+        # embargo: the rows right after each scored group and after the validation rows never train
+        for last in [g[-1] for g in groups] + [fold.val_idx[-1]]:
+            after = data.sample_dates[last + 1: last + 1 + cfg.walkforward.embargo_days]
+            assert not set(after) & set(train)
+    kept = data.sample_dates[(span < first_test).to_numpy() & (history >= cfg.hrm.daily_window - 1)]
+    assert pool == set(kept)  # every pre-test sample with a full daily window is scored ...
+    assert set(times_scored.values()) == {math.comb(3, 1)}  # ... in C(groups - 1, test_groups - 1) splits
+
+
+def overlaps(dates: pd.DatetimeIndex, block: pd.DatetimeIndex, span: pd.Series) -> bool:
+    """Whether the label span of any of ``dates`` meets the period of ``block`` (its first date to its last
+    label's end)."""
+    return bool(((dates <= span.loc[block].max()) & (span.loc[dates].to_numpy() >= block[0])).any())
 
 
 def test_param_budget_rejects_widths_before_training(tmp_path, tiny):
@@ -348,6 +404,25 @@ def test_sweep_script_trains_the_hrm_on_a_tiny_market(tmp_path):
     assert load_config(best["config"]).train.lr == trial.params["train.lr"]
     assert f"python main_v3.py --config {best['config']} --n-trials 2" in done.stdout
     assert f"dashboard: optuna-dashboard {storage}" in done.stdout
+
+
+def test_cpcv_sweep_trains_and_scores_the_hrm_on_every_split(tmp_path, tiny):
+    wf = dataclasses.replace(tiny[0].walkforward, cpcv_groups=3, cpcv_test_groups=1)
+    cfg = dataclasses.replace(tiny[0], walkforward=wf)
+    space = load_space(write_space(tmp_path, {**TINY_SPACE, "validation": {"scheme": "cpcv"},
+                                              "params": {"train.lr": TINY_SPACE["params"]["train.lr"]}}))
+    result = run_sweep(cfg, space, "cpcv", 1, tmp_path / "out")
+    (trial,) = trials_of(result)
+    assert trial.state.name == "COMPLETE" and result.n_trials == 1
+    attrs = trial.user_attrs
+    assert not any(key.startswith("fold_3_") for key in attrs)  # C(3, 1) = 3 splits
+    for k in range(3):
+        assert attrs[f"fold_{k}_loss"] == pytest.approx(attrs[f"fold_{k}_yA_nll"] + attrs[f"fold_{k}_yB_log_loss"])
+        assert np.isfinite(attrs[f"fold_{k}_yA_nll"]) and 0 < attrs[f"fold_{k}_yB_log_loss"] < 2
+    assert sorted(trial.intermediate_values) == [0, 1, 2]  # the running mean, reported after each split
+    assert trial.value == pytest.approx(np.mean([attrs[f"fold_{k}_loss"] for k in range(3)]))
+    assert trial.intermediate_values[2] == pytest.approx(trial.value)
+    assert load_config(result.best[0]["config"]).walkforward == wf
 
 
 def test_sweep_script_bad_space_exits_2(tmp_path, capsys):

@@ -1,7 +1,9 @@
-"""Command-line pieces shared by ``main_v3.py`` and ``scripts/train_hrm.py``: the data and device flags.
+"""Command-line pieces shared by ``main_v3.py`` and the scripts: ``--set`` and the data and device flags.
 
-The flags overlay the YAML config; the result is re-validated with the same rules as a config file, so a bad
-value gets the same kind of message (naming "command line" and the key).
+Every command line builds its config in one order: the YAML file, then ``--set KEY=VALUE`` overrides
+(:func:`lab_v10.src.config.apply_overrides`), then the specific flags (``--seed``, ``--models``, the data
+flags), so a specific flag wins over a ``--set`` of the same key. Each step is validated with the same rules
+as a config file, so a bad value gets the same kind of message, naming ``--set`` or "command line" and the key.
 """
 from __future__ import annotations
 
@@ -11,6 +13,16 @@ from pathlib import Path
 
 from lab_v10.src.config import LabConfig, validate_config
 from lab_v10.src.errors import ConfigError
+
+
+def add_set_flag(parser: argparse.ArgumentParser) -> None:
+    """Add the repeatable ``--set KEY=VALUE`` (into ``args.overrides``, a list of strings in the order given)."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="config override, a dotted key and a YAML value, e.g. train.epochs=2, hrm.l.d_model=32, "
+             "train.autocast_bf16=false, features.har_windows=[1,5,22] (repeatable; applied after --config, "
+             "before the other flags)",
+    )
 
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
@@ -31,12 +43,13 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_data_flags(cfg: LabConfig, args: argparse.Namespace) -> LabConfig:
-    """Overlay the flags of :func:`add_data_flags` on ``cfg`` and re-validate it."""
+    """Overlay the flags of :func:`add_data_flags` that were given on ``cfg`` and re-validate it."""
     data = cfg.data
     given_files = bool(args.daily or args.minutes or args.iv)
     source = args.data or ("files" if given_files else data.source)
     if source != "files" and given_files:
         raise ConfigError(f"--data {source} cannot be combined with --daily/--iv/--minutes (those imply --data files)")
+    synthetic = data.synthetic if args.n_days is None else dataclasses.replace(data.synthetic, n_days=args.n_days)
     data = dataclasses.replace(
         data,
         source=source,
@@ -47,7 +60,7 @@ def apply_data_flags(cfg: LabConfig, args: argparse.Namespace) -> LabConfig:
         tz=args.tz or data.tz,
         calendar=args.calendar or data.calendar,
         fill_missing_minutes=args.fill_missing_minutes or data.fill_missing_minutes,
-        synthetic=dataclasses.replace(data.synthetic, n_days=args.n_days) if args.n_days else data.synthetic,
+        synthetic=synthetic,
     )
     train = dataclasses.replace(cfg.train, device=args.device) if args.device else cfg.train
     return validate_config(dataclasses.replace(cfg, data=data, train=train), "command line")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ POSITIVE: Check = (lambda v: v > 0, "> 0")
 NON_NEGATIVE: Check = (lambda v: v >= 0, ">= 0")
 PROBABILITY: Check = (lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
 OPEN_UNIT: Check = (lambda v: 0.0 < v < 1.0, "in (0, 1)")
+
+
+YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # 1e-3, 5E4: numbers YAML 1.1 leaves as text
 
 
 def checked(default: Any, check: Check) -> Any:
@@ -117,8 +121,14 @@ class WalkForwardConfig:
     val_days: int = checked(60, POSITIVE)  # rows before each test block; must exceed the label horizon
     test_days: int = checked(120, POSITIVE)
     embargo_days: int = checked(5, NON_NEGATIVE)  # rows after each test block that never train a model
-    cpcv_groups: int = checked(6, POSITIVE)
-    cpcv_test_groups: int = checked(2, POSITIVE)  # < cpcv_groups
+    cpcv_groups: int = checked(6, POSITIVE)  # CPCV (sweep validation.scheme cpcv): contiguous sample groups
+    cpcv_test_groups: int = checked(2, POSITIVE)  # groups scored per CPCV split; < cpcv_groups
+
+    def cross_check(self) -> str | None:
+        """``key: expected ...`` for a rule between fields that is broken, else None (run by load_config)."""
+        if self.cpcv_test_groups >= self.cpcv_groups:
+            return f"cpcv_test_groups: expected int < cpcv_groups ({self.cpcv_groups}), got {self.cpcv_test_groups}"
+        return None
 
 
 @dataclass
@@ -367,6 +377,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected int, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and YAML11_EXPONENT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-3 (no dot) as text; it means the number here
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected float, got {value!r}")
         return float(value)
@@ -407,7 +419,11 @@ def _build(cls: type, data: dict, where: str) -> Any:
             raise ConfigError(f"{key_where}: expected {_type_name(hints[name])} {check[1]}, got {value!r}") from None
         _check_range(fields[name], converted, hints[name], key_where)
         kwargs[name] = converted
-    return cls(**kwargs)
+    built = cls(**kwargs)
+    problem = built.cross_check() if hasattr(built, "cross_check") else None
+    if problem:
+        raise ConfigError(f"{prefix}{problem}")
+    return built
 
 
 def config_from_dict(data: dict, source: str = "<dict>", cls: type = LabConfig) -> Any:

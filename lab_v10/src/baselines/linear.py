@@ -17,8 +17,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from lab_v10.src.baselines.base import gap_forecast, residual_sigma
-from lab_v10.src.dataset.samples import Samples, daily_samples, feature_frame, intraday_samples, require_fitted
 from lab_v10.src.config import BaselineConfig
+from lab_v10.src.dataset.samples import Samples, daily_samples, feature_frame, intraday_samples, require_fitted
 from lab_v10.src.features.intraday import INTRADAY_MODEL_COLUMNS
 
 

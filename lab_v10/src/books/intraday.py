@@ -50,6 +50,7 @@ import pandas as pd
 from numba import njit
 
 from lab_v10.src.config import BookBConfig
+from lab_v10.src.data.schema import first_true
 
 REQUIRED_COLUMNS = ("open", "high", "low", "close", "vwap", "atr", "pivot_high", "session")
 EXIT_REASONS = ("stop", "target", "close")  # kernel codes 0, 1, 2
@@ -193,15 +194,10 @@ def _day_numbers(values, what: str) -> np.ndarray:
     return index.to_numpy().astype("datetime64[D]").view(np.int64)
 
 
-def _first_bad_row(ok: np.ndarray) -> int | None:
-    bad = np.flatnonzero(~ok)
-    return int(bad[0]) if bad.size else None
-
-
 def _require(ok, index: pd.Index, what: str, values, expect: str, row_numbers: np.ndarray | None = None) -> None:
     """ValueError naming the first bar where ``ok`` is False: its row in the input (``row_numbers`` maps
     positions back when the bars were reordered), timestamp, ``what`` and its value, and the expectation."""
-    pos = _first_bad_row(ok)
+    pos = first_true(~ok)
     if pos is not None:
         row = pos if row_numbers is None else int(row_numbers[pos])
         raise ValueError(f"minutes: row {row} ({index[pos]}), {what}: value {values[pos]} (expected {expect})")
@@ -221,7 +217,7 @@ def _validated_arrays(minutes: pd.DataFrame, signal, cfg: BookBConfig) -> dict[s
         naive = " without a time zone" if isinstance(index, pd.DatetimeIndex) else ""
         raise ValueError(f"minutes: expected a tz-aware DatetimeIndex of bar starts, got {type(index).__name__}{naive}")
     if index.hasnans:
-        raise ValueError(f"minutes: row {_first_bad_row(~np.asarray(index.isna()))}: missing timestamp")
+        raise ValueError(f"minutes: row {first_true(index.isna())}: missing timestamp")
     n = len(minutes)
 
     if isinstance(signal, pd.Series):
@@ -259,7 +255,7 @@ def _symbol_codes(minutes: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray 
         return None, None, None
     codes, uniques = pd.factorize(minutes["symbol"], sort=False)
     if (codes < 0).any():
-        raise ValueError(f"minutes: row {_first_bad_row(codes >= 0)}, column 'symbol': missing symbol")
+        raise ValueError(f"minutes: row {first_true(codes < 0)}, column 'symbol': missing symbol")
     grouped = codes.size < 2 or bool(np.all(codes[1:] >= codes[:-1]))
     return codes, np.asarray(uniques, dtype=object), None if grouped else np.argsort(codes, kind="stable")
 
@@ -314,7 +310,7 @@ def _prior_close_per_session(
     if lookup.index.has_duplicates:
         raise ValueError(f"prior_close: duplicate session {lookup.index[lookup.index.duplicated()][0]}")
     values = lookup.reindex(keys).to_numpy(dtype=float)
-    bad = _first_bad_row(np.isfinite(values) & (values > 0))
+    bad = first_true(~(np.isfinite(values) & (values > 0)))
     if bad is not None:
         who = "" if session_symbol is None else f"symbol {session_symbol[bad]!r}, "
         raise ValueError(

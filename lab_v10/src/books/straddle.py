@@ -37,9 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lab_v10.src.books.pricing import straddle_delta, straddle_price
 from lab_v10.src.config import BookAConfig
 from lab_v10.src.data.schema import DailyBars
-from lab_v10.src.books.pricing import straddle_delta, straddle_price
 
 IV_QUOTE_DAYS = 30  # the tenor of the quoted IV column (schema: 30-day ATM implied vol)
 DAYS_PER_YEAR = 365.0  # calendar-day year for option time to expiry

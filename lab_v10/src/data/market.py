@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from lab_v10.src.config import DataConfig
-from lab_v10.src.data.loaders import attach_iv, load_arch_spx_vix, load_daily, load_iv, load_minutes, minute_coverage
+from lab_v10.src.data.loaders import attach_iv, load_arch_spx_vix, load_daily, load_iv, load_minutes
 from lab_v10.src.data.oracle import Oracle
 from lab_v10.src.data.schema import DailyBars, MinuteBars
+from lab_v10.src.data.sessions import minute_coverage
 from lab_v10.src.data.synthetic import generate_market_from_config
 from lab_v10.src.errors import ConfigError
 

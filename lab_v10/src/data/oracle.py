@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from lab_v10.src.data.synthetic_params import TRADING_DAYS_PER_YEAR, ProcessParams, ProcessTables
 from lab_v10.src.data.synthetic_process import (
     AGE,
     CUM_PV,
@@ -32,9 +33,6 @@ from lab_v10.src.data.synthetic_process import (
     PHASE,
     PHASE_NAMES,
     SURGE,
-    TRADING_DAYS_PER_YEAR,
-    ProcessParams,
-    ProcessTables,
     downside_first_paths,
     expected_gap_paths,
 )

@@ -32,8 +32,15 @@ def _row_ref(frame: pd.DataFrame, pos: int) -> str:
     return f"row {pos} ({frame.index[pos]})"
 
 
-def _first_bad(mask: np.ndarray) -> int | None:
-    idx = np.flatnonzero(mask)
+def local_dates(index: pd.DatetimeIndex) -> np.ndarray:
+    """Session date of each timestamp: its local calendar date in the index's time zone, as tz-naive
+    datetime64 in the index's resolution, aligned with ``index``."""
+    return index.tz_localize(None).normalize().to_numpy()
+
+
+def first_true(mask) -> int | None:
+    """Position of the first True in a boolean array, Series or index; None when there is none."""
+    idx = np.flatnonzero(np.asarray(mask))
     return int(idx[0]) if idx.size else None
 
 
@@ -58,13 +65,13 @@ def validate_ohlc(frame: pd.DataFrame, source: str, required: tuple[str, ...], o
     if not isinstance(index, pd.DatetimeIndex):
         raise DataValidationError(f"{source}: index must be a DatetimeIndex, got {type(index).__name__}")
     if index.hasnans:
-        pos = _first_bad(np.asarray(index.isna()))
+        pos = first_true(np.asarray(index.isna()))
         raise DataValidationError(f"{source}: row {pos}: missing timestamp (expected a date/time)")
     values = index.asi8
-    dup = _first_bad(np.r_[False, values[1:] == values[:-1]])
+    dup = first_true(np.r_[False, values[1:] == values[:-1]])
     if dup is not None:
         raise DataValidationError(f"{source}: {_row_ref(frame, dup)}: duplicate timestamp (expected unique timestamps)")
-    back = _first_bad(np.r_[False, values[1:] < values[:-1]])
+    back = first_true(np.r_[False, values[1:] < values[:-1]])
     if back is not None:
         raise DataValidationError(
             f"{source}: {_row_ref(frame, back)}: timestamp earlier than the row before "
@@ -76,27 +83,27 @@ def validate_ohlc(frame: pd.DataFrame, source: str, required: tuple[str, ...], o
         if not pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
             raise DataValidationError(f"{source}: column {col!r}: expected numbers, got dtype {frame[col].dtype}")
         arr = frame[col].to_numpy(dtype=float)
-        bad = _first_bad(~np.isfinite(arr))
+        bad = first_true(~np.isfinite(arr))
         if bad is not None:
             raise DataValidationError(
                 f"{source}: {_row_ref(frame, bad)}, column {col!r}: value {arr[bad]} (expected a finite number)"
             )
         is_price = col in PRICE_COLUMNS or col == "iv"
-        bad = _first_bad(arr <= 0) if is_price else _first_bad(arr < 0)
+        bad = first_true(arr <= 0) if is_price else first_true(arr < 0)
         if bad is not None:
             expect = "> 0" if is_price else ">= 0"
             raise DataValidationError(f"{source}: {_row_ref(frame, bad)}, column {col!r}: value {arr[bad]} (expected {expect})")
     o, h, lo, c = (frame[k].to_numpy(dtype=float) for k in PRICE_COLUMNS)
-    bad = _first_bad(h < lo)
+    bad = first_true(h < lo)
     if bad is not None:
         raise DataValidationError(f"{source}: {_row_ref(frame, bad)}: high {h[bad]} < low {lo[bad]} (expected high >= low)")
-    bad = _first_bad(lo > np.minimum(o, c))
+    bad = first_true(lo > np.minimum(o, c))
     if bad is not None:
         raise DataValidationError(
             f"{source}: {_row_ref(frame, bad)}, column 'low': {lo[bad]} above min(open, close) "
             f"{min(o[bad], c[bad])} (expected low <= min(open, close))"
         )
-    bad = _first_bad(h < np.maximum(o, c))
+    bad = first_true(h < np.maximum(o, c))
     if bad is not None:
         raise DataValidationError(
             f"{source}: {_row_ref(frame, bad)}, column 'high': {h[bad]} below max(open, close) "
@@ -117,7 +124,7 @@ class DailyBars:
         if idx.tz is not None:
             raise DataValidationError(f"{self.source}: daily index must be tz-naive session dates, got tz {idx.tz}")
         if not (idx == idx.normalize()).all():
-            pos = _first_bad(np.asarray(idx != idx.normalize()))
+            pos = first_true(np.asarray(idx != idx.normalize()))
             raise DataValidationError(f"{self.source}: {_row_ref(self.frame, pos)}: expected a date without time of day")
         if self.frame.index.name != "date":
             object.__setattr__(self, "frame", self.frame.rename_axis("date"))
@@ -162,8 +169,8 @@ class MinuteBars:
         return pd.DatetimeIndex(self.frame.index.tz_localize(None).normalize().unique(), name="date")
 
     def session_labels(self) -> np.ndarray:
-        """Per-row session date as datetime64[ns] (tz-naive), aligned with ``frame``."""
-        return self.frame.index.tz_localize(None).normalize().to_numpy()
+        """Per-row session date (tz-naive datetime64, :func:`local_dates`), aligned with ``frame``."""
+        return local_dates(self.frame.index)
 
     def day(self, date) -> pd.DataFrame:
         """The minute rows of one session date; DataValidationError if the day has no bars."""

@@ -1,7 +1,10 @@
-"""Parquet storage of frames (bars, features, results) with pyarrow.
+"""Atomic file writes, and Parquet storage of frames (bars, features, results) with pyarrow.
 
-:func:`write_parquet` keeps the index (names, dtypes and time zones included) and writes atomically: the
-file appears complete or not at all, so a crash never leaves a half-written Parquet file behind.
+:func:`atomic_output` is the project's one atomic writer (checkpoints, logs, reports and Parquet files all
+go through it): the file at a path is either the old one or the complete new one, never half written.
+:func:`write_bytes_atomic` is its shorthand for bytes.
+
+:func:`write_parquet` keeps the index (names, dtypes and time zones included) and writes atomically.
 :func:`read_parquet` gives back the same frame (``pd.testing.assert_frame_equal`` holds; an index
 ``freq`` is not stored).
 """
@@ -21,17 +24,20 @@ from lab_v10.src.errors import DataValidationError
 
 @contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; when the block succeeds, move it into place with ``os.replace``.
+    """Yield a temporary path beside ``path`` for the block to write; when the block succeeds, fsync the file
+    and move it onto ``path`` with ``os.replace`` (atomic on POSIX and Windows).
 
-    The file at ``path`` is therefore either the old one or the complete new one, never half written; on an
-    error the temporary file is removed. Parent folders are created. The temporary file is created by the
-    writer with the usual permissions (umask), unlike ``tempfile.mkstemp``'s 0600.
+    A crash therefore leaves either the old file or the complete new one; on an error the temporary file is
+    removed. Parent folders are created. The temporary file is created by the writer with the usual
+    permissions (umask), unlike ``tempfile.mkstemp``'s 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         yield tmp
+        with open(tmp, "rb+") as handle:  # the data reach the disk before the rename makes them visible
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -24,7 +24,8 @@ import pandas as pd
 from lab_v10.src.config import SyntheticConfig
 from lab_v10.src.data.oracle import DailyLatent, Oracle
 from lab_v10.src.data.schema import DailyBars, MinuteBars
-from lab_v10.src.data.synthetic_process import ProcessParams, build_tables, simulate_market
+from lab_v10.src.data.synthetic_params import ProcessParams, build_tables
+from lab_v10.src.data.synthetic_process import simulate_market
 
 EXCHANGE_TZ = "America/New_York"
 SESSION_OPEN = pd.Timedelta(hours=9, minutes=30)

@@ -9,17 +9,21 @@ A sample of the network is keyed by a forecast date *t* (a daily row):
   to the longest session of the batch: :func:`minute_tokens`, ``(N, T_L, F_m)`` with a mask ``(N, T_L)``.
 
 So the minute probabilities of day *d* use daily rows ``<= d-1`` and, the L-module being causal, minutes
-``<= m`` of day *d*. Everything here indexes arrays by position; the caller (the HRM adapter) validates the
-tables, standardizes the values and converts them to tensors.
+``<= m`` of day *d*. The builders index arrays by position; :func:`daily_table` and :func:`minute_table`
+first check the input tables and take their model columns, and the caller (the HRM adapter) standardizes
+the values and converts them to tensors.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from lab_v10.src.dataset.samples import feature_frame
 from lab_v10.src.dataset.windows_numpy import sliding_windows
+from lab_v10.src.features.intraday import INTRADAY_MODEL_COLUMNS
 
 
 def daily_windows(values: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
@@ -120,3 +124,61 @@ def minute_tokens(
     if labels is not None:
         y[mask] = labels[rows]
     return MinuteTokens(x, mask, y)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checked input tables
+
+
+class MinuteTable(NamedTuple):
+    """A checked minute feature table: ``values`` ``(n, F_m)`` float64 model columns in row order,
+    ``sessions`` (contiguous, ascending) and ``index`` ``(n,)`` the minute timestamps."""
+
+    values: np.ndarray
+    sessions: Sessions
+    index: pd.DatetimeIndex
+
+
+def _require_increasing(index: pd.DatetimeIndex, what: str, plural: str, show: Callable = str) -> None:
+    """ValueError "``what`` <entry> follows <previous> (expected ``plural`` in increasing order)" at the first
+    entry of ``index`` that does not come after the one before it (``show`` formats the entries)."""
+    back = np.flatnonzero(np.diff(index.asi8) <= 0)
+    if back.size:
+        row = back[0] + 1
+        raise ValueError(
+            f"{what} {show(index[row])} follows {show(index[row - 1])} (expected {plural} in increasing order)"
+        )
+
+
+def daily_table(X_daily: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """``X_daily[columns]`` as float64 ``(n, F_d)``, checked: a DatetimeIndex of strictly increasing session
+    dates, every column present, every value finite (ValueError naming the date or column)."""
+    if not isinstance(X_daily, pd.DataFrame) or not isinstance(X_daily.index, pd.DatetimeIndex):
+        raise ValueError("X_daily: expected a DataFrame indexed by session date (DatetimeIndex)")
+    values = feature_frame(X_daily, columns, "X_daily").to_numpy()  # (n, F_d)
+    _require_increasing(X_daily.index, "X_daily: date", "dates", lambda t: t.date())
+    return values
+
+
+def minute_table(X_intraday: pd.DataFrame, max_minutes: int) -> MinuteTable:
+    """The checked model columns (INTRADAY_MODEL_COLUMNS) and session layout of ``X_intraday``.
+
+    Raises ValueError when the table is not a DataFrame with a ``session`` column and a time-ordered,
+    unique DatetimeIndex, has no rows, misses a model column or holds a non-finite value, or when a session
+    has more than ``max_minutes`` minutes (``hrm.minutes_per_day``, the L-module's positions).
+    """
+    if not isinstance(X_intraday, pd.DataFrame) or "session" not in X_intraday.columns:
+        raise ValueError("X_intraday: expected a DataFrame with a 'session' column (session date of each minute)")
+    if not isinstance(X_intraday.index, pd.DatetimeIndex) or len(X_intraday) == 0:
+        raise ValueError("X_intraday: expected minute rows indexed by timestamp (a non-empty DatetimeIndex)")
+    values = feature_frame(X_intraday, INTRADAY_MODEL_COLUMNS, "X_intraday").to_numpy()  # (n, F_m)
+    _require_increasing(X_intraday.index, "X_intraday: minute", "timestamps")
+    sessions = session_layout(pd.DatetimeIndex(X_intraday["session"]))
+    long = np.flatnonzero(sessions.lengths > max_minutes)
+    if long.size:
+        s = long[0]
+        raise ValueError(
+            f"X_intraday: session {pd.Timestamp(sessions.dates[s]).date()} has {sessions.lengths[s]} minutes "
+            f"(expected at most hrm.minutes_per_day={max_minutes})"
+        )
+    return MinuteTable(values, sessions, X_intraday.index)

@@ -28,10 +28,8 @@ reader never sees a partial file; ``report.html`` is written last.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import html
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +40,7 @@ import pandas as pd
 
 from lab_v10.src.data.store import write_bytes_atomic, write_parquet
 from lab_v10.src.eval import plots
+from lab_v10.src.eval.formatting import csv_bytes, flatten, fmt, html_table, is_time, json_safe, text_table
 from lab_v10.src.eval.metrics import calibration_table
 from lab_v10.src.eval.results import BookRun, RunResult
 
@@ -74,8 +73,6 @@ TRADING_COLUMNS = (
     ("n_days", "Days", "auto"),
 )
 WINNER_LABELS = METRIC_LABELS | {key: title for key, title, _ in TRADING_COLUMNS}
-NUMBER = re.compile(r"[-+]?[\d,.]+%?")  # a formatted number: right-aligned in HTML tables
-FLOAT_FORMATS = {"ratio": "{:.2f}", "pct": "{:.2%}", "prob": "{:.3f}", "metric": "{:.4f}"}
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px;
@@ -117,12 +114,12 @@ def write_report(result: RunResult, out_dir: Path) -> dict[str, Path]:
     def put(name: str, data: bytes) -> None:
         written[name] = write_bytes_atomic(data, out_dir / name)
 
-    put("folds.csv", _csv(pd.DataFrame([_flat_fold(fold) for fold in result.folds])))
+    put("folds.csv", csv_bytes(pd.DataFrame([_flat_fold(fold) for fold in result.folds])))
     for book in ("A", "B", *(k for k in result.forecast_metrics if k not in ("A", "B"))):
-        put(f"forecast_metrics_{book}.csv", _csv(_forecast_metrics_frame(result.forecast_metrics.get(book, {}))))
-    put("trading_metrics.csv", _csv(_trading_metrics_frame(result)))
+        put(f"forecast_metrics_{book}.csv", csv_bytes(_forecast_metrics_frame(result.forecast_metrics.get(book, {}))))
+    put("trading_metrics.csv", csv_bytes(_trading_metrics_frame(result)))
     for name, trades in _trade_tables(result).items():
-        put(name, _csv(trades))
+        put(name, csv_bytes(trades))
 
     net_pnl = _net_pnl(result)
     parquet = {
@@ -154,21 +151,21 @@ def console_summary(result: RunResult) -> str:
         rows = [
             [
                 name,
-                _fmt(forecasts.get(name, {}).get("all", {}).get(metric), "metric"),
-                _fmt(run.metrics.get(name, {}).get("net_sharpe"), "ratio"),
-                _fmt(run.metrics.get(name, {}).get("net_max_drawdown"), "pct"),
+                fmt(forecasts.get(name, {}).get("all", {}).get(metric), "metric"),
+                fmt(run.metrics.get(name, {}).get("net_sharpe"), "ratio"),
+                fmt(run.metrics.get(name, {}).get("net_max_drawdown"), "pct"),
             ]
             for name in names
         ]
         if rows:
-            lines += _text_table(["model", metric, "net Sharpe", "max DD"], rows)
+            lines += text_table(["model", metric, "net Sharpe", "max DD"], rows)
     lines.append(BOOK_TITLES["portfolio"])
     rows = [
-        [name, _fmt(m.get("net_sharpe"), "ratio"), _fmt(m.get("net_max_drawdown"), "pct")]
+        [name, fmt(m.get("net_sharpe"), "ratio"), fmt(m.get("net_max_drawdown"), "pct")]
         for name, m in result.portfolio_metrics.items()
     ]
     if rows:
-        lines += _text_table(["strategy", "net Sharpe", "max DD"], rows)
+        lines += text_table(["strategy", "net Sharpe", "max DD"], rows)
     winners = [
         f"{section}/{metric}: {model}" for section, won in result.winners.items() for metric, model in won.items()
     ]
@@ -185,10 +182,10 @@ def _flat_fold(fold: dict) -> dict:
     other non-scalar values become JSON text."""
     row: dict[str, Any] = {}
     for key, value in fold.items():
-        if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_time(v) for v in value):
+        if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_time(v) for v in value):
             row[f"{key}_start"], row[f"{key}_end"] = value
         elif isinstance(value, (dict, list, tuple, np.ndarray)):
-            row[key] = json.dumps(_json_safe(value, f"folds.{key}"), allow_nan=False)
+            row[key] = json.dumps(json_safe(value, f"folds.{key}"), allow_nan=False)
         else:
             row[key] = value
     return row
@@ -276,7 +273,7 @@ def _render_plots(result: RunResult, net_pnl: dict[str, dict[str, pd.Series]]) -
     else:
         r2 = {m: result.forecast_metrics.get("A", {}).get(m, {}).get("all", {}).get("r2_oos") for m in fa["model"].unique()}
         by_model = {m: rows for m, rows in fa.groupby("model", sort=False)}
-        panels = {f"{m} (R² OOS {_fmt(r2[m], 'metric')})": rows["mu"].to_numpy() for m, rows in by_model.items()}
+        panels = {f"{m} (R² OOS {fmt(r2[m], 'metric')})": rows["mu"].to_numpy() for m, rows in by_model.items()}
         png = plots.forecast_scatter_png(next(iter(by_model.values()))["y_true"].to_numpy(), panels)
         figures.append(Plot(title, "forecast_scatter_a.png", png))
 
@@ -323,49 +320,7 @@ def _summary_json(result: RunResult) -> str:
         "winners": result.winners,
         "act_segments": segments,
     }
-    return json.dumps(_json_safe(summary, "summary"), indent=2, allow_nan=False, ensure_ascii=False)
-
-
-def _json_safe(value: Any, where: str) -> Any:
-    """``value`` as plain JSON types: numpy scalars and arrays converted, NaN/inf/NaT -> None, timestamps
-    as ISO 8601 text, dict keys as text. Raises TypeError naming ``where`` for any other type."""
-    if _is_missing(value):
-        return None
-    if isinstance(value, (str, bool)):
-        return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value)
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_json_safe(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if _is_time(value):
-        return pd.Timestamp(value).isoformat()
-    if isinstance(value, (dt.timedelta, np.timedelta64)):
-        return pd.Timedelta(value).isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{where}: cannot write a {type(value).__name__} to summary.json")
-
-
-def _is_time(value: Any) -> bool:
-    """A date or timestamp (datetime.date/datetime, pandas Timestamp, numpy datetime64), NaT excluded."""
-    return isinstance(value, (dt.date, np.datetime64)) and not _is_missing(value)
-
-
-def _is_missing(value: Any) -> bool:
-    """None, a NaN or infinite float, or NaT (pandas or numpy): written as null and shown as n/a."""
-    if value is None or value is pd.NaT:
-        return True
-    if isinstance(value, (float, np.floating)):
-        return not math.isfinite(value)
-    if isinstance(value, (np.datetime64, np.timedelta64)):
-        return bool(np.isnat(value))
-    return False
+    return json.dumps(json_safe(summary, "summary"), indent=2, allow_nan=False, ensure_ascii=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -378,14 +333,14 @@ def _html_page(result: RunResult, figures: list[Plot]) -> str:
     body = [
         "<h1>HRM Dual-Book Trading Lab: run report</h1>",
         "<h2>Run</h2>",
-        _html_table(["Item", "Value"], [["Preset", _fmt(result.preset)], ["Folds", _fmt(len(result.folds))],
-                                        ["Trials (for the DSR)", _fmt(result.n_trials)]]),
+        html_table(["Item", "Value"], [["Preset", fmt(result.preset)], ["Folds", fmt(len(result.folds))],
+                                        ["Trials (for the DSR)", fmt(result.n_trials)]]),
         "<h3>Data</h3>",
-        _html_table(["Field", "Value"], [[k, _fmt(v)] for k, v in _flatten(result.data).items()]),
+        html_table(["Field", "Value"], [[k, fmt(v)] for k, v in flatten(result.data).items()]),
         "<h3>Folds</h3>",
-        _html_table(list(folds.columns), [[_fmt(v) for v in row] for row in folds.itertuples(index=False)]),
+        html_table(list(folds.columns), [[fmt(v) for v in row] for row in folds.itertuples(index=False)]),
         "<h3>Timings (seconds)</h3>",
-        _html_table(["Step", "Seconds"], [[k, _fmt(v, "ratio")] for k, v in result.timings.items()]),
+        html_table(["Step", "Seconds"], [[k, fmt(v, "ratio")] for k, v in result.timings.items()]),
         "<h2>Forecast metrics (all test rows pooled)</h2>",
     ]
     for book in ("A", "B", *(k for k in result.forecast_metrics if k not in ("A", "B"))):
@@ -397,19 +352,19 @@ def _html_page(result: RunResult, figures: list[Plot]) -> str:
             continue
         keys = list(dict.fromkeys(k for folds_ in by_model.values() for k in folds_.get("all", {})))
         rows = [
-            [model, *(_fmt(folds_.get("all", {}).get(k), "metric") for k in keys)] for model, folds_ in by_model.items()
+            [model, *(fmt(folds_.get("all", {}).get(k), "metric") for k in keys)] for model, folds_ in by_model.items()
         ]
-        body.append(_html_table(["Model", *(METRIC_LABELS.get(k, k) for k in keys)], rows))
+        body.append(html_table(["Model", *(METRIC_LABELS.get(k, k) for k in keys)], rows))
 
     body.append("<h2>Trading metrics per strategy (daily P&amp;L per unit of capital, after costs)</h2>")
     n_trades = {book: {s: len(t) for s, t in run.trades.items()} for book, run in _books(result).items()}
     rows = [
-        [BOOK_TITLES[book], strategy, *(_fmt(metrics.get(k), kind) for k, _, kind in TRADING_COLUMNS),
-         _fmt(n_trades.get(book, {}).get(strategy))]
+        [BOOK_TITLES[book], strategy, *(fmt(metrics.get(k), kind) for k, _, kind in TRADING_COLUMNS),
+         fmt(n_trades.get(book, {}).get(strategy))]
         for book, by_strategy in _trading_metrics(result).items()
         for strategy, metrics in by_strategy.items()
     ]
-    body.append(_html_table(["Book", "Strategy", *(title for _, title, _ in TRADING_COLUMNS), "Trades"], rows))
+    body.append(html_table(["Book", "Strategy", *(title for _, title, _ in TRADING_COLUMNS), "Trades"], rows))
     for book, run in _books(result).items():
         if run.skipped:
             body.append(f'<p class="note">{html.escape(BOOK_TITLES[book])} skipped: {html.escape(run.skipped)}</p>')
@@ -417,7 +372,7 @@ def _html_page(result: RunResult, figures: list[Plot]) -> str:
     body.append("<h2>Winners (which model won each metric)</h2>")
     rows = [[section, WINNER_LABELS.get(metric, metric), model] for section, won in result.winners.items()
             for metric, model in won.items()]
-    body.append(_html_table(["Section", "Metric", "Winner"], rows))
+    body.append(html_table(["Section", "Metric", "Winner"], rows))
 
     body.append("<h2>Plots</h2>")
     for plot in figures:
@@ -429,7 +384,7 @@ def _html_page(result: RunResult, figures: list[Plot]) -> str:
             body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(plot.title)}">'
                         f"<figcaption>{html.escape(plot.filename)}</figcaption></figure>")
 
-    config = json.dumps(_json_safe(result.config, "config"), indent=2, allow_nan=False, ensure_ascii=False)
+    config = json.dumps(json_safe(result.config, "config"), indent=2, allow_nan=False, ensure_ascii=False)
     body.append("<h2>Configuration</h2><details><summary>Resolved config</summary>"
                 f"<pre>{html.escape(config)}</pre></details>")
     return (
@@ -438,72 +393,3 @@ def _html_page(result: RunResult, figures: list[Plot]) -> str:
         + "\n".join(body)
         + "\n</body></html>\n"
     )
-
-
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    """An HTML table of text cells (escaped here); cells that read as numbers are right-aligned."""
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join(
-        "<tr>"
-        + "".join(f'<td class="num">{html.escape(c)}</td>' if NUMBER.fullmatch(c) else f"<td>{html.escape(c)}</td>"
-                  for c in map(str, row))
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as one level with dotted keys (``coverage.daily``), in the given order."""
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Formatting and writing
-
-
-def _fmt(value: Any, kind: str = "auto") -> str:
-    """Text of one value: ``n/a`` for None/NaN/NaT; floats by ``kind`` (ratio: 2 decimals, pct: percent
-    with 2 decimals, prob: 3 decimals, metric: 4 decimals, auto: 4 significant digits, or thousands
-    separators and 2 decimals from 1000 up); integers with thousands separators; midnight timestamps as
-    dates; other containers as JSON."""
-    if _is_missing(value):
-        return "n/a"
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)) and kind == "auto":
-        return f"{int(value):,}"
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        if kind != "auto":
-            return FLOAT_FORMATS[kind].format(float(value))
-        return f"{value:,.2f}" if abs(value) >= 1000 else f"{value:.4g}"
-    if _is_time(value):
-        stamp = pd.Timestamp(value)
-        return f"{stamp:%Y-%m-%d}" if stamp == stamp.normalize() and stamp.tz is None else stamp.isoformat()
-    if isinstance(value, str):
-        return value
-    return json.dumps(_json_safe(value, "value"), allow_nan=False, ensure_ascii=False)
-
-
-def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Fixed-width text lines (two-space indent): first column left-aligned, the others right-aligned."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    return [line(header), *(line(r) for r in rows)]
-
-
-def _csv(frame: pd.DataFrame) -> bytes:
-    """CSV text (UTF-8, no index column; missing values as empty cells)."""
-    return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
-
-

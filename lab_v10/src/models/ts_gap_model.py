@@ -32,7 +32,7 @@ from lab_v10.src.dataset.hrm_tokens import daily_windows
 from lab_v10.src.dataset.samples import daily_samples, feature_frame, require_fitted
 from lab_v10.src.dataset.windows import TSBatch
 from lab_v10.src.models.ts_hrm_adapter import TimeSeriesHRM, TimeSeriesHRMConfig, ts_train_step
-from lab_v10.src.options.hrm_train import resolve_device
+from lab_v10.src.options.device import resolve_device
 
 logger = logging.getLogger("lab.tshrm")
 

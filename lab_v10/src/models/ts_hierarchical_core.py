@@ -8,12 +8,9 @@ coarse view is the daily rows and the fine one the day's minutes. A caller suppl
                         patch_len = 1 H and L read the same window, as in the original HRM)
     x_L (B, T_L, d_L)   fine tokens (TimeSeriesHRM: one per window row)
 
-Segment (``segment``, hrm_net.one_step_segment): ``H_cycles`` cycles; cycle c runs ``L_cycles`` updates
-``z_L <- L(FiLM(z_L + x_L; h_c))``, then one ``z_H <- H(z_H + x_H)``, with ``h_c = norm_H(z_H[:, -1])``
-the summary of z_H at the start of the cycle (H attention is bidirectional, so its last token reads the
-whole coarse view; L attention is causal, so position t depends on fine tokens <= t only). All updates
-but the last L- and the last H-update run under ``torch.no_grad`` (the one-step gradient): memory stays
-flat in H_cycles, L_cycles and segments. The returned carry is detached.
+Segment (``segment``, hrm_net.one_step_segment): the loop of HRM27M.md, "Segment semantics" (cycles,
+one-step gradient, detached carry). H attention is bidirectional, so its last token reads the whole coarse
+view; L attention is causal, so position t depends on fine tokens <= t only.
 
 Halting. ``act_loop`` runs segments with the ACT rules of options/act_halting.py (Q-head decides, capped
 at ``max_segments``, exploration in training) for any ``step(carry) -> (carry, output)`` whose output

@@ -21,9 +21,10 @@ Forecast (``forward``): each window runs segments until it halts (``act_loop``, 
 rollout per step on the window shifted by one row, fed its own previous mean (ts_head.roll_autoregressive).
 
 Training (``ts_train_step``): deep supervision as in HRM: one backward and one optimizer step per segment,
-Q-learning targets from act_halting (the next segment's q from ``halting_q``), exploration of the
-minimum number of segments. A segment's answer is "good enough to halt" when its loss is at most
-``halt_threshold`` (default: the uninformed score on a standardised target: MSE 1, or NLL of N(0, 1)).
+the Q-learning loss of the HRM trainer (act_halting.segment_q_loss, the next segment's q from
+``halting_q``), exploration of the minimum number of segments. A segment's answer is "good enough to halt"
+when its loss is at most ``halt_threshold`` (default: the uninformed score on a standardised target: MSE 1,
+or NLL of N(0, 1)).
 In autoregressive mode the loss supervises the next row only (teacher forcing: every origin is a window,
 so the k-step-ahead error of one window is the one-step error of a later one).
 """
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
@@ -46,9 +48,8 @@ from lab_v10.src.options.act_halting import (
     ACTRollout,
     EvalMode,
     halting_decision,
-    q_learning_loss,
-    q_learning_targets,
     sample_min_steps,
+    segment_q_loss,
 )
 from lab_v10.src.options.hrm_net import HRMCarry
 
@@ -243,18 +244,16 @@ def ts_train_step(
     halted = torch.zeros(b, dtype=torch.bool, device=x.device)  # (B,)
     min_steps = sample_min_steps(b, cfg.max_segments, cfg.halt_exploration_prob, generator, x.device)
     task_total, q_total, n_segments = 0.0, 0.0, 0
-    for _ in range(cfg.max_segments):
+    for segment in range(1, cfg.max_segments + 1):
         carry, out = model.forward_segment(carry, x, calendar)
         steps = steps + (~halted).long()
         active = ~halted  # (B,) windows this segment supervises
         per_window = out.forecast.loss(y)  # (B,)
-        with torch.no_grad():
-            next_q = model.halting_q(carry, x, calendar)
-        targets = q_learning_targets(
-            per_window.detach() <= model.halt_threshold, *next_q, steps, cfg.max_segments, cfg.ponder_cost
+        q_loss = segment_q_loss(
+            out.q_halt, out.q_continue, per_window.detach() <= model.halt_threshold,
+            partial(model.halting_q, carry, x, calendar), steps, active, segment, cfg.max_segments, cfg.ponder_cost,
         )
         task = (per_window * active).sum() / active.sum()
-        q_loss = q_learning_loss(out.q_halt, out.q_continue, targets, active)
         optimizer.zero_grad(set_to_none=True)
         (task + cfg.q_loss_weight * q_loss).backward()
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)

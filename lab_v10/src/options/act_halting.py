@@ -28,29 +28,18 @@ The continue target is defined for ``steps < max_segments``. ``ponder_cost`` is 
 correct answer that one more segment must buy; ``ponder_cost(steps, c)`` reports the total charged. The
 next segment's q values come from ``HRMNet.halting_q(new_carry, x_daily)`` under no_grad (exact and
 cheap: it runs only H) or from the next segment itself; as in HRM there is no target network.
+``segment_q_loss`` assembles targets and loss for one segment (the HRM trainer and TimeSeriesHRM use it).
 
-Training loop sketch (deep supervision with flat memory: one backward per segment)::
-
-    carry = net.initial_carry(B, T_H, T_L, device); steps = zeros(B); halted = zeros(B, bool)
-    min_steps = sample_min_steps(B, max_segments, p, generator, device)
-    for s in range(max_segments):
-        carry, out = net(carry, x_daily, x_minute, minute_mask)
-        steps = steps + (~halted)
-        correct = halt_correctness(out.mu, out.log_var, out.logits_b, y_a, y_b, minute_mask, ...)
-        with torch.no_grad(): next_q = net.halting_q(carry, x_daily)
-        targets = q_learning_targets(correct, *next_q, steps, max_segments, ponder)
-        loss = task_loss(out, ...)[~halted].mean() + q_learning_loss(out.q_halt, out.q_continue, targets, ~halted)
-        loss.backward(); optimizer.step(); ...
-        halted |= halting_decision(out.q_halt, out.q_continue, steps, max_segments, training=True, min_steps=min_steps)
-        if halted.all(): break
-
-``act_rollout`` runs the same loop without losses for evaluation and inference: halted samples stop
+The training loop that uses these (deep supervision, one backward per segment) is
+:func:`~lab_v10.src.options.segment_loss.segment_losses` in ``HRMTrainer.train_batch``; the semantics are in
+HRM27M.md, "Segment semantics". ``act_rollout`` runs that loop without losses for evaluation and inference: halted samples stop
 changing (carry and outputs are frozen) and the segments used are reported per sample.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -179,6 +168,33 @@ def q_learning_loss(
     cont = F.binary_cross_entropy_with_logits(q_continue, targets.cont, reduction="none")
     halt_loss = (halt * weight).sum() / weight.sum().clamp_min(1)
     return halt_loss + (cont * cont_weight).sum() / cont_weight.sum().clamp_min(1)
+
+
+def segment_q_loss(
+    q_halt: torch.Tensor,
+    q_continue: torch.Tensor,
+    correct: torch.Tensor,
+    next_q: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    steps: torch.Tensor,
+    active: torch.Tensor,
+    segment: int,
+    max_segments: int,
+    ponder_cost: float = 0.0,
+) -> torch.Tensor:
+    """Scalar Q-learning loss of segment ``segment`` (1-based) over the ``active`` (B,) samples.
+
+    q_halt, q_continue (B,): the segment's Q values; correct (B,) bool: its halt target
+    (``halt_correctness`` or a model's own rule); ``next_q()``: the next segment's (q_halt, q_continue) (B,)
+    for the continue target, called under no_grad (e.g. ``halting_q`` on the new carry). After the last
+    allowed segment no continue target is valid for an active sample, so ``next_q`` is not run.
+    """
+    if segment < max_segments:
+        with torch.no_grad():
+            next_q_halt, next_q_continue = next_q()
+    else:
+        next_q_halt = next_q_continue = torch.zeros_like(q_halt)
+    targets = q_learning_targets(correct, next_q_halt, next_q_continue, steps, max_segments, ponder_cost)
+    return q_learning_loss(q_halt, q_continue, targets, active)
 
 
 def ponder_cost(steps: torch.Tensor, cost_per_segment: float) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Atomic, ``weights_only``-loadable training checkpoints for the HRM trainer.
+"""Atomic, ``weights_only``-loadable training checkpoints of the HRM trainer, and resuming from them.
 
 A checkpoint is one ``torch.save`` file holding plain containers, tensors, numbers and strings only, so
 ``torch.load(path, weights_only=True)`` accepts it::
@@ -7,35 +7,39 @@ A checkpoint is one ``torch.save`` file holding plain containers, tensors, numbe
      "rng": {"trainer": uint8 tensor, "torch_cpu": uint8 tensor, "torch_cuda": [uint8 tensor, ...]},
      "step": int, "epoch": int, ... config dicts and trainer bookkeeping}
 
-Writing goes to a temporary file in the destination folder, is flushed and fsynced, and then replaces
-the destination with ``os.replace`` (atomic on POSIX and Windows), so a crash leaves either the old or
-the new file, never a partial one. ``save_checkpoint`` refuses to write a model state with a non-finite
-tensor: a corrupted checkpoint is never written.
+A run folder holds ``last.pt`` (after every epoch, for resuming), ``best.pt`` (the best validation
+criterion) and, under per-head early stopping, ``best_head_b.pt`` (Head B's best). Files are written with
+data.store.atomic_output (a crash leaves the old file or the new one, never a partial one);
+``save_checkpoint`` refuses a model state with a non-finite tensor, so a corrupted checkpoint is never
+written. Resuming (:func:`resume_training`) checks that the checkpoint belongs to the same run (configs
+and sample count) before it loads anything.
 """
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, Protocol
 
 import torch
 
-from lab_v10.src.data.store import atomic_output
+from lab_v10.src.config import HRMConfig, TrainConfig, config_to_dict
+from lab_v10.src.data.store import atomic_output, write_bytes_atomic
 
 CHECKPOINT_FORMAT = 1
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+HEAD_B_BEST_CHECKPOINT = "best_head_b.pt"  # per-head early stopping: the weights at Head B's best epoch
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be written (non-finite state) or read (missing, corrupt, wrong format)."""
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, fsync it, then move it onto ``path`` atomically."""
-    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
+class Stateful(Protocol):
+    """A part of the training state: a module, optimizer or scheduler."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
 
 
 def non_finite_entries(state: Mapping[str, torch.Tensor]) -> list[str]:
@@ -51,7 +55,8 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     bad = non_finite_entries(payload["model"])
     if bad:
         raise CheckpointError(f"{path}: refusing to write a checkpoint with non-finite weights in {', '.join(bad[:5])}")
-    atomic_write(Path(path), lambda handle: torch.save({"format": CHECKPOINT_FORMAT, **payload}, handle))
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        torch.save({"format": CHECKPOINT_FORMAT, **payload}, handle)
 
 
 def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
@@ -85,3 +90,63 @@ def restore_rng_state(state: Mapping[str, Any], generator: torch.Generator) -> N
     if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
 
+
+# ----------------------------------------------------------------------------------------------
+# Training runs
+
+
+def run_config(hrm_cfg: HRMConfig, train_cfg: TrainConfig) -> dict[str, dict[str, Any]]:
+    """The configs a checkpoint records and a resume must match; where a run executes (``train.device``)
+    does not change what it computes, so it is left out."""
+    train = config_to_dict(train_cfg)
+    train.pop("device")
+    return {"hrm": config_to_dict(hrm_cfg), "train": train}
+
+
+def training_payload(parts: Mapping[str, Stateful], generator: torch.Generator, **fields: Any) -> dict[str, Any]:
+    """A checkpoint payload: each part's state_dict under its name, the RNG states, then ``fields``."""
+    return {**{name: part.state_dict() for name, part in parts.items()}, "rng": rng_state(generator), **fields}
+
+
+def resume_training(
+    path: Path,
+    parts: Mapping[str, Stateful],
+    generator: torch.Generator,
+    config: dict[str, dict[str, Any]],
+    n_train: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Load the checkpoint ``path`` into ``parts`` and the RNG states and return its payload.
+
+    ValueError, before anything is loaded, when its :func:`run_config` differs from ``config`` (naming the
+    keys) or it was trained on another number of samples than ``n_train``.
+    """
+    payload = load_checkpoint(path, device)
+    mismatched = [
+        f"{section}.{key}"
+        for section, values in config.items()
+        for key in sorted(set(values) | set(payload["config"][section]))
+        if values.get(key) != payload["config"][section].get(key)
+    ]
+    if mismatched:
+        raise ValueError(f"{path}: checkpoint config differs from this trainer's in {', '.join(mismatched)}")
+    if payload["n_train"] != n_train:
+        raise ValueError(f"{path}: checkpoint trained on {payload['n_train']} samples, this fit has {n_train}")
+    for name, part in parts.items():
+        part.load_state_dict(payload[name])
+    restore_rng_state(payload["rng"], generator)
+    return payload
+
+
+def copy_run(last: Path, out_dir: Path, best_names: list[str]) -> None:
+    """Copy the checkpoint ``last`` and the run's best checkpoints ``best_names`` (expected beside it) into
+    ``out_dir``, so out_dir can itself be resumed; files already there are left alone."""
+    copies = [(last, out_dir / LAST_CHECKPOINT)]
+    for name in best_names:
+        source = last.parent / name
+        if not source.is_file():
+            raise ValueError(f"{last}: the run's best checkpoint {source} is missing")
+        copies.append((source, out_dir / name))
+    for source, target in copies:
+        if source.resolve() != target.resolve():
+            write_bytes_atomic(source.read_bytes(), target)

@@ -28,12 +28,10 @@ early stopping on the validation samples and the restore of the best weights are
 keeps two weight sets, and ``mu``, ``sigma`` come from the one at Head A's best validation epoch, the minute
 probabilities from the one at Head B's.
 
-Ensemble (``train.ensemble_size`` = K). ``fit`` trains K networks one after the other on the same samples and
-scalers, member *k* from its own seed (:func:`member_seeds`: initialisation and batch order) into its own
-folder (``out_dir/member_k``; ``out_dir`` itself when K = 1). The forecasts are the mixture of the members'
-(Lakshminarayanan et al. 2017): ``mu`` is the members' mean, ``sigma^2`` their mean variance plus the variance
-of their ``mu``, and the minute probability the mean of theirs. Each member reads only what a single network
-reads, so the time semantics above hold for the ensemble.
+Ensemble (``train.ensemble_size`` = K, :mod:`lab_v10.src.options.hrm_ensemble`). ``fit`` trains K networks
+one after the other on the same samples and scalers, member *k* from its own seed into its own folder
+(``out_dir/member_k``; ``out_dir`` itself when K = 1); the forecasts are the mixture of the members'. Each
+member reads only what a single network reads, so the time semantics above hold for the ensemble.
 
 Input conventions and checks are those of :mod:`lab_v10.src.dataset.samples` (a bad table, date, label or
 value raises ValueError naming it).
@@ -44,85 +42,35 @@ import dataclasses
 import logging
 import tempfile
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.preprocessing import StandardScaler
 
-from lab_v10.src.dataset.samples import daily_samples, feature_frame, intraday_samples, require_fitted
 from lab_v10.src.config import HRMConfig, LabConfig, config_from_dict, config_to_dict
 from lab_v10.src.data.store import atomic_output
 from lab_v10.src.dataset.hrm_tokens import (
+    MinuteTable,
     MinuteTokens,
     Sessions,
+    daily_table,
     daily_windows,
+    minute_table,
     minute_tokens,
     next_session,
-    session_layout,
 )
+from lab_v10.src.dataset.samples import daily_samples, intraday_samples, require_fitted
 from lab_v10.src.features.intraday import INTRADAY_MODEL_COLUMNS
+from lab_v10.src.options.hrm_ensemble import EnsemblePredictions, combine_members, member_seeds
 from lab_v10.src.options.hrm_net import HRMNet
-from lab_v10.src.options.hrm_train import HRMPredictions, HRMTensors, HRMTrainer
+from lab_v10.src.options.hrm_tensors import HRMTensors
+from lab_v10.src.options.hrm_train import HRMTrainer
 
 logger = logging.getLogger("lab.hrm")
 
 CHECKPOINT_FORMAT = "lab_v10.hrm_adapter/3"  # "format" key of a saved adapter (3: adds per-head Head-B nets)
 NO_SESSIONS = Sessions(np.zeros(0, "datetime64[ns]"), np.zeros(0, np.int64), np.zeros(0, np.int64))
-
-
-class MinuteTable(NamedTuple):
-    """A checked minute feature table: ``values`` ``(n, F_m)`` float64 model columns in row order,
-    ``sessions`` (contiguous, ascending) and ``index`` ``(n,)`` the minute timestamps."""
-
-    values: np.ndarray
-    sessions: Sessions
-    index: pd.DatetimeIndex
-
-
-def daily_table(X_daily: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """``X_daily[columns]`` as float64 ``(n, F_d)``, checked: a DatetimeIndex of strictly increasing session
-    dates, every column present, every value finite (ValueError naming the date or column)."""
-    if not isinstance(X_daily, pd.DataFrame) or not isinstance(X_daily.index, pd.DatetimeIndex):
-        raise ValueError("X_daily: expected a DataFrame indexed by session date (DatetimeIndex)")
-    values = feature_frame(X_daily, columns, "X_daily").to_numpy()  # (n, F_d)
-    back = np.flatnonzero(np.diff(X_daily.index.asi8) <= 0)
-    if back.size:
-        raise ValueError(
-            f"X_daily: date {X_daily.index[back[0] + 1].date()} follows {X_daily.index[back[0]].date()} "
-            "(expected dates in increasing order)"
-        )
-    return values
-
-
-def minute_table(X_intraday: pd.DataFrame, max_minutes: int) -> MinuteTable:
-    """The checked model columns and session layout of ``X_intraday``.
-
-    Raises ValueError when the table is not a DataFrame with a ``session`` column and a time-ordered,
-    unique DatetimeIndex, has no rows, misses a model column or holds a non-finite value, or when a session
-    has more than ``max_minutes`` minutes (``hrm.minutes_per_day``, the L-module's positions).
-    """
-    if not isinstance(X_intraday, pd.DataFrame) or "session" not in X_intraday.columns:
-        raise ValueError("X_intraday: expected a DataFrame with a 'session' column (session date of each minute)")
-    if not isinstance(X_intraday.index, pd.DatetimeIndex) or len(X_intraday) == 0:
-        raise ValueError("X_intraday: expected minute rows indexed by timestamp (a non-empty DatetimeIndex)")
-    values = feature_frame(X_intraday, INTRADAY_MODEL_COLUMNS, "X_intraday").to_numpy()  # (n, F_m)
-    back = np.flatnonzero(np.diff(X_intraday.index.asi8) <= 0)
-    if back.size:
-        raise ValueError(
-            f"X_intraday: minute {X_intraday.index[back[0] + 1]} follows {X_intraday.index[back[0]]} "
-            "(expected timestamps in increasing order)"
-        )
-    sessions = session_layout(pd.DatetimeIndex(X_intraday["session"]))
-    long = np.flatnonzero(sessions.lengths > max_minutes)
-    if long.size:
-        s = long[0]
-        raise ValueError(
-            f"X_intraday: session {pd.Timestamp(sessions.dates[s]).date()} has {sessions.lengths[s]} minutes "
-            f"(expected at most hrm.minutes_per_day={max_minutes})"
-        )
-    return MinuteTable(values, sessions, X_intraday.index)
 
 
 def _scaler_state(scaler: StandardScaler) -> dict:
@@ -144,40 +92,6 @@ def _scaler_from_state(state: dict) -> StandardScaler:
     scaler.n_samples_seen_ = state["n_samples_seen"]
     scaler.n_features_in_ = scaler.mean_.shape[0]
     return scaler
-
-
-def member_seeds(seed: int, ensemble_size: int) -> list[int]:
-    """The seed of each ensemble member: ``seed`` itself for member 0 (so K = 1 is the plain network), then
-    independent draws ``SeedSequence([seed, k])`` for member k >= 1 (uint32, fit for torch.manual_seed)."""
-    return [seed] + [int(np.random.SeedSequence([seed, k]).generate_state(1)[0]) for k in range(1, ensemble_size)]
-
-
-@dataclasses.dataclass
-class EnsemblePredictions:
-    """The members' outputs combined; standardized yA units for ``mu`` and ``var``.
-
-    mu, var (N,) float64: mixture mean and variance of Head A; proba_b (N, T_L) float64: mean Head-B
-    probability per minute (NaN at padded minutes); steps (N, K) int64: ACT segments each member used.
-    """
-
-    mu: np.ndarray
-    var: np.ndarray
-    proba_b: np.ndarray
-    steps: np.ndarray
-
-
-def combine_members(preds: list[HRMPredictions]) -> EnsemblePredictions:
-    """Mixture of equally weighted members: mean mu, mean variance + variance of mu, mean probability."""
-    mu = np.stack([p.mu for p in preds]).astype(np.float64)  # (K, N)
-    var = np.exp(np.stack([p.log_var for p in preds]).astype(np.float64))  # (K, N)
-    proba = np.stack([p.proba_b for p in preds]).astype(np.float64)  # (K, N, T_L)
-    mean = mu.mean(axis=0)  # (N,)
-    return EnsemblePredictions(
-        mu=mean,
-        var=var.mean(axis=0) + ((mu - mean) ** 2).mean(axis=0),
-        proba_b=proba.mean(axis=0),
-        steps=np.stack([p.steps for p in preds], axis=1).astype(np.int64),
-    )
 
 
 def _build_net(hrm: HRMConfig, seed: int) -> HRMNet:

@@ -16,8 +16,9 @@ What makes W ranks train like one process (:class:`DistributedHRMTrainer`, over 
   ranks' j-th batches together are the j-th global batch of that permutation; with W = 1 it is the
   single-process order. When W does not divide the sample count, the sampler repeats up to W-1 samples per
   epoch (torch's padding) so every rank runs the same number of steps.
-- **Losses.** Each optimizer step's task losses and Q loss are means over the labelled active samples of
-  all ranks: sums and counts are all-reduced, and each rank back-propagates
+- **Losses.** Each rank computes its segment's terms with the trainer's segment_loss.segment_losses; each
+  optimizer step's task losses and Q loss are means over the labelled active samples of all ranks: the
+  terms' sums and counts are all-reduced, and each rank back-propagates
   ``(W * own_sum - W * own_sum.detach() + global_sum) / global_count``, whose value is the global mean on
   every rank and whose gradient, averaged by DDP, is the gradient of the global mean. (A mean of per-rank
   means differs from it whenever per-sample halting or unlabelled rows leave the ranks different counts.)
@@ -67,13 +68,17 @@ from torch.utils.data.distributed import DistributedSampler
 
 from lab_v10.src.config import HRMConfig, LabConfig, TrainConfig, WalkForwardConfig, config_to_dict
 from lab_v10.src.data.market import load_market
-from lab_v10.src.errors import ConfigError
+from lab_v10.src.data.store import write_bytes_atomic
+from lab_v10.src.dataset.dataset import Dataset, build_dataset
 from lab_v10.src.dataset.folds import walk_forward_folds
-from lab_v10.src.options.checkpoint import atomic_write
+from lab_v10.src.errors import ConfigError
+from lab_v10.src.options.checkpoint import LAST_CHECKPOINT
+from lab_v10.src.options.device import resolve_device
 from lab_v10.src.options.hrm_adapter import HRMAdapter
 from lab_v10.src.options.hrm_net import HRMCarry, HRMNet, HRMSegmentOutput
-from lab_v10.src.options.hrm_train import LAST_CHECKPOINT, TASKS, HRMTensors, HRMTrainer, TrainSummary, resolve_device
-from lab_v10.src.dataset.dataset import Dataset, build_dataset
+from lab_v10.src.options.hrm_tensors import HRMTensors
+from lab_v10.src.options.hrm_train import HRMTrainer, TrainSummary
+from lab_v10.src.options.segment_loss import TASKS
 
 log = logging.getLogger("lab.ddp")
 
@@ -417,6 +422,5 @@ def train_hrm(
     }
     if ctx.is_main:
         adapter.save(Path(out_dir) / ADAPTER_FILE)
-        text = json.dumps(summary, indent=2)
-        atomic_write(Path(out_dir) / SUMMARY_FILE, lambda handle: handle.write(text.encode()))
+        write_bytes_atomic(json.dumps(summary, indent=2).encode(), Path(out_dir) / SUMMARY_FILE)
     return summary

@@ -8,13 +8,10 @@ Inputs of one sample (day d)
                at the END; padded rows are zeroed before the projection (NaN there is harmless) and, the
                L-module being causal, never reach a real minute.
 
-Segment (``forward_segment``)
-    ``x_H = daily_proj(x_daily)``, ``x_L = minute_proj(x_minute)``, then ``H_cycles`` cycles; cycle c runs
-    ``L_cycles`` L-updates ``z_L <- L(FiLM(z_L + x_L; h_c))`` and then one H-update ``z_H <- H(z_H + x_H)``,
-    where ``h_c = norm_H(z_H[:, -1])`` is the summary of z_H at the start of cycle c (the last daily
-    token, i.e. day d-1, which attends to the whole window; H attention is bidirectional because every
-    daily row predates the day). All updates but the last L- and the last H-update run under
-    ``torch.no_grad`` (the one-step gradient); the returned carry is detached.
+Segment (``forward_segment``): ``x_H = daily_proj(x_daily)``, ``x_L = minute_proj(x_minute)``, then the loop
+    of HRM27M.md, "Segment semantics" (cycles, one-step gradient, detached carry). ``h_c = norm_H(z_H[:, -1])`` is the
+    last daily token, day d-1, which attends to the whole window: H attention is bidirectional because
+    every daily row predates the day.
 
 Outputs (``HRMSegmentOutput``, fp32)
     mu, log_var (B,): Head A, ``head_a(h)`` with h the summary of the final z_H: the yA forecast made at the

@@ -1,51 +1,27 @@
 """HRM trainer: deep supervision over ACT segments, multi-task weighting, AdamW with warmup and cosine decay,
 bf16 autocast, early stopping and atomic, resumable checkpoints.
 
-Data. :class:`HRMTensors` holds N samples (days) as CPU tensors; batches are moved to the trainer's device.
-yA is standardized (train-only scaler, applied by the caller); NaN labels are masked.
+Data. :class:`HRMTensors` (hrm_tensors.py) holds N samples (days) as CPU tensors; batches are moved to the
+trainer's device. yA is standardized (train-only scaler, applied by the caller); NaN labels are masked.
 
-One batch (deep supervision, one optimizer step per segment; act_halting.py sketches the same loop)::
+One batch: the segment loop of HRM27M.md, "Segment semantics" (deep supervision, one optimizer step per segment);
+per segment, ``segment_losses`` over the samples still running -> weighted total -> backward -> clip -> AdamW
+step, then ``freeze_halted`` and ``halting_decision(..., training=True)``; stop when every sample has halted.
 
-    carry = initial state; steps = 0; halted = False; min_steps = sample_min_steps(...)   # exploration
-    for segment s = 1 .. max_segments:
-        new_carry, out = net(carry, x_daily, x_minute, minute_mask)    # one-step gradient, carry detached
-        active = ~halted                                               # samples that ran this segment
-        losses over active samples -> backward -> clip -> AdamW step
-        carry = freeze_halted(halted, carry, new_carry); halted |= halting_decision(..., training=True)
-        stop when every sample has halted
+Losses of a segment: head_a_nll, head_b_bce and q (segment_loss.py). total = weighting([head_a_nll,
+head_b_bce], present) + q_loss_weight * q, with the weighting from loss_weighting.py
+(``train.loss_weighting``). GradNorm measures its gradient norms on the shared trunk: every network
+parameter outside the heads (head_a, head_b, q_head). Under the one-step gradient the only single layer both
+heads reach is norm_H's gain (Head B through FiLM, whose weights start at zero), so its Head-B gradient is
+zero at the start. The log reports ``ponder`` = the mean act_halting.ponder_cost charged per sample.
 
-Losses of a segment, over the active samples (fp32):
-    head_a_nll  mean act_halting.gaussian_nll of yA over samples with a finite yA;
-    head_b_bce  mean over days with at least one labelled minute of the day's mean minute log loss
-                (act_halting.minute_bce); 0 with no gradient when no day has one (daily-only data);
-    q           act_halting.q_learning_loss with targets from act_halting.q_learning_targets: halt target
-                = halt_correctness of this segment, continue target bootstrapped from the next segment's
-                Q values (HRMNet.halting_q on the new carry, no_grad) minus ``ponder_cost``. The ponder
-                cost acts only through these targets (segment counts are discrete); the log reports it as
-                ``ponder`` = the mean act_halting.ponder_cost charged per sample.
-    total       = weighting([head_a_nll, head_b_bce], present) + q_loss_weight * q, with the weighting
-                  from loss_weighting.py (``train.loss_weighting``); a task is present when the active
-                  samples carry at least one label for it. GradNorm measures its gradient norms on the
-                  shared trunk: every network parameter outside the heads (head_a, head_b, q_head). Under
-                  the one-step gradient the only single layer both heads reach is norm_H's gain (Head B
-                  through FiLM, whose weights start at zero), so its Head-B gradient is zero at the start.
+Validation and early stopping. After every epoch :meth:`HRMTrainer.evaluate` computes the validation
+criterion (hrm_predict.py) and early_stopping.py decides, jointly or per head (``train.early_stopping``):
+per head, Head B's best weights are restored into a second network, ``head_b_net``; with ``joint``,
+``head_b_net`` is ``net``.
 
-Validation loss (early stopping): ``head_a_nll + head_b_bce``, un-weighted, each the mean over the whole
-validation set (samples with a label for that head) of the sample's output at its halting segment under
-``hrm_cfg.eval_halting`` (act_halting.act_rollout). The Q losses and the task weights are excluded, so the
-criterion does not move when the weighting does. A lower value than the best so far is an improvement;
-after ``patience`` epochs without one, training stops and the best weights are restored.
-
-Per-head early stopping (``train.early_stopping: per_head``). The two validation terms are tracked apart:
-``head_a_nll`` chooses ``best.pt`` (restored into ``net``: Head A's forecasts) and ``head_b_bce`` chooses
-``best_head_b.pt`` (restored into ``head_b_net``: Head B's probabilities); training stops when neither has
-improved for ``patience`` epochs. The heads share the trunk, so one set of weights cannot hold both best
-epochs; the price is a second network at prediction. With ``joint``, ``head_b_net`` is ``net``.
-
-Optimisation. AdamW (weight decay on weight matrices only, not on norm gains or biases; the weighting's
-parameters without decay), learning rate per batch: linear warmup over ``warmup_steps`` batches, then
-cosine decay to 0 at the last batch of ``epochs``; every segment steps at its batch's rate. bf16 autocast
-on CPU and CUDA with fp32 master weights; gradient clipping of the network's global L2 norm.
+Optimisation. AdamW with linear warmup and cosine decay per batch (optim.py); bf16 autocast on CPU and
+CUDA with fp32 master weights; gradient clipping of the network's global L2 norm.
 
 Non-finite values. After the forward each term is checked (head_a_nll, head_b_bce, q, then the weighted
 total), after the backward the gradient norm. A non-finite value raises :class:`NonFiniteLossError` naming
@@ -56,15 +32,14 @@ the epoch, batch, segment, term and (for the head terms) the offending training-
 Checkpoints (checkpoint.py) in ``out_dir``: ``last.pt`` after every epoch (for resuming), ``best.pt``
 when the validation criterion improves and, per head, ``best_head_b.pt`` when Head B's does; each holds
 model, optimizer, scheduler, loss-weighting state, RNG states, step, epoch, early-stopping state, the metric
-history and both configs, is written atomically, never with non-finite weights, and loads with
-``weights_only=True``. ``train_log.csv`` (one row per epoch:
+history and both configs, and loads with ``weights_only=True``. ``train_log.csv`` (one row per epoch:
 losses per term, task weights, mean gradient norm, mean segments used, learning rate, validation losses)
 is rewritten from that history after every epoch; TensorBoard scalars go to ``out_dir/tensorboard`` when
 the ``tensorboard`` package is installed. Distributed training (hrm_ddp.py) writes all of these on rank 0
-only (``writes_files``). ``fit(..., resume_from=last.pt)`` continues the run: on the same
-machine it ends with exactly the weights of the uninterrupted run. The best checkpoint of the interrupted
-run is expected beside the resumed file (``best.pt``, and ``best_head_b.pt`` per head, in the same folder) and
-is copied into ``out_dir``.
+only (``writes_files``). ``fit(..., resume_from=last.pt)`` continues the run: on the same machine it ends
+with exactly the weights of the uninterrupted run. The best checkpoint of the interrupted run is expected
+beside the resumed file (``best.pt``, and ``best_head_b.pt`` per head, in the same folder) and is copied
+into ``out_dir``.
 
 Reproducibility. The trainer's randomness (epoch shuffles, exploration draws) comes from one CPU
 ``torch.Generator`` seeded with ``seed``; the network's initial weights are the caller's (seed torch before
@@ -73,128 +48,44 @@ turns on ``torch.use_deterministic_algorithms`` (warn-only) during fit, which ma
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lab_v10.src.config import HRMConfig, TrainConfig, config_to_dict
-from lab_v10.src.errors import ConfigError
-from lab_v10.src.options.act_halting import (
-    ACTRollout,
-    act_rollout,
-    freeze_halted,
-    gaussian_nll,
-    halt_correctness,
-    halting_decision,
-    minute_bce,
-    ponder_cost,
-    q_learning_loss,
-    q_learning_targets,
-    sample_min_steps,
-)
+from lab_v10.src.config import HRMConfig, TrainConfig
+from lab_v10.src.data.store import write_bytes_atomic
+from lab_v10.src.options.act_halting import freeze_halted, halting_decision, ponder_cost, sample_min_steps
 from lab_v10.src.options.checkpoint import (
-    atomic_write,
+    BEST_CHECKPOINT,
+    HEAD_B_BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    Stateful,
+    copy_run,
     load_checkpoint,
-    restore_rng_state,
-    rng_state,
+    resume_training,
+    run_config,
     save_checkpoint,
+    training_payload,
 )
-from lab_v10.src.options.hrm_net import PARAM_GROUPS, HRMCarry, HRMNet, HRMSegmentOutput
+from lab_v10.src.options.device import deterministic_algorithms, resolve_device
+from lab_v10.src.options.early_stopping import Progress
+from lab_v10.src.options.hrm_net import HRMCarry, HRMNet, HRMSegmentOutput
+from lab_v10.src.options.hrm_predict import HRMPredictions, network_predictions, validation_metrics
+from lab_v10.src.options.hrm_tensors import HRMTensors
 from lab_v10.src.options.loss_weighting import LossWeighting, make_loss_weighting
+from lab_v10.src.options.optim import make_optimizer, trunk_parameters, warmup_cosine
+from lab_v10.src.options.segment_loss import TASKS, NonFiniteLossError, bf16_autocast, segment_losses
 
-TASKS = ("head_a_nll", "head_b_bce")  # the weighted tasks, in this order everywhere
-LAST_CHECKPOINT = "last.pt"
-BEST_CHECKPOINT = "best.pt"
-HEAD_B_BEST_CHECKPOINT = "best_head_b.pt"  # per-head early stopping: the weights at Head B's best epoch
 LOG_FILE = "train_log.csv"
 TENSORBOARD_DIR = "tensorboard"
-CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"  # cuBLAS setting torch requires for deterministic matmuls
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss term or gradient became NaN or infinite; the message names where."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Data and results
-
-
-@dataclass
-class HRMTensors:
-    """N samples (days) as CPU tensors.
-
-    x_daily (N, T_H, F_d) float32: standardized daily feature windows ending at day d-1.
-    x_minute (N, T_L, F_m) float32: standardized minute features of day d, padded at the END.
-    minute_mask (N, T_L) bool: True = real minute.
-    y_a (N,) float32: standardized yA; NaN = no label (Head-A loss masked).
-    y_b (N, T_L) float32 in {0, 1} or NaN (masked).
-    """
-
-    x_daily: Tensor
-    x_minute: Tensor
-    minute_mask: Tensor
-    y_a: Tensor
-    y_b: Tensor
-
-    def __post_init__(self) -> None:
-        n = self.x_daily.shape[0]
-        for name, ndim in {"x_daily": 3, "x_minute": 3, "minute_mask": 2, "y_a": 1, "y_b": 2}.items():
-            t = getattr(self, name)
-            if t.dim() != ndim or t.shape[0] != n:
-                raise ValueError(f"HRMTensors.{name}: expected {ndim} dims with N={n} rows, got {tuple(t.shape)}")
-        t_l = self.x_minute.shape[1]
-        if self.minute_mask.dtype != torch.bool:
-            raise ValueError(f"HRMTensors.minute_mask: expected dtype bool, got {self.minute_mask.dtype}")
-        if self.minute_mask.shape[1] != t_l or self.y_b.shape[1] != t_l:
-            raise ValueError(
-                f"HRMTensors: minute_mask {tuple(self.minute_mask.shape)} and y_b {tuple(self.y_b.shape)} must have "
-                f"T_L={t_l} columns like x_minute"
-            )
-        for name in ("x_daily", "x_minute", "y_a", "y_b"):
-            if getattr(self, name).dtype != torch.float32:
-                raise ValueError(f"HRMTensors.{name}: expected dtype float32, got {getattr(self, name).dtype}")
-
-    def __len__(self) -> int:
-        return self.x_daily.shape[0]
-
-    def subset(self, idx: Any) -> HRMTensors:
-        """Rows ``idx`` (slice, index array/list/tensor or bool mask) of every tensor."""
-        if not isinstance(idx, (slice, Tensor)):
-            array = np.asarray(idx)
-            idx = torch.as_tensor(array if array.size else array.astype(np.int64))  # [] is an empty index
-        return HRMTensors(*(getattr(self, f.name)[idx] for f in dataclasses.fields(self)))
-
-    def to(self, device: torch.device | str) -> HRMTensors:
-        """The same samples on ``device``."""
-        return HRMTensors(*(getattr(self, f.name).to(device) for f in dataclasses.fields(self)))
-
-
-@dataclass
-class HRMPredictions:
-    """Per-sample outputs at each sample's halting segment (eval halting).
-
-    mu, log_var (N,) float32: Head A in standardized yA units; proba_b (N, T_L) float32: Head-B probability
-    per minute, NaN where minute_mask is False; steps (N,) int64: segments ``net`` used (Head A);
-    steps_b (N,) int64: segments ``head_b_net`` used (Head B; equal to steps under joint early stopping).
-    """
-
-    mu: np.ndarray
-    log_var: np.ndarray
-    proba_b: np.ndarray
-    steps: np.ndarray
-    steps_b: np.ndarray
 
 
 @dataclass
@@ -213,99 +104,8 @@ class TrainSummary:
     head_b_checkpoint_path: Path | None  # per_head: best_head_b.pt; else None
 
 
-@dataclass
-class _Progress:
-    """Run bookkeeping stored in checkpoints (plain numbers, weights_only-safe)."""
-
-    epoch: int = 0  # epochs completed
-    step: int = 0  # optimizer steps taken
-    skipped_steps: int = 0
-    best_val_loss: float = math.inf  # the criterion of best.pt (joint loss, or head_a_nll per head)
-    best_epoch: int = 0
-    bad_epochs: int = 0  # epochs since the last improvement
-    head_b_best_val: float = math.inf  # per_head only: head_b_bce of best_head_b.pt
-    head_b_best_epoch: int = 0
-    head_b_bad_epochs: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-
-
 # ----------------------------------------------------------------------------------------------
-# Helpers
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; 'cpu'; 'cuda' or 'cuda:N' (ConfigError when CUDA is missing)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"train.device: expected auto, cpu, cuda or cuda:N, got {name!r}") from None
-    if device.type == "cpu":
-        return device
-    if device.type != "cuda":
-        raise ConfigError(f"train.device: expected auto, cpu, cuda or cuda:N, got {name!r}")
-    if not torch.cuda.is_available():
-        raise ConfigError(
-            f"train.device: {name!r} requested but CUDA is not available (torch {torch.__version__}, "
-            f"built for CUDA {torch.version.cuda}); use 'auto' or 'cpu'"
-        )
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"train.device: {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
-    return device
-
-
-def per_sample_task_losses(out: HRMSegmentOutput, batch: HRMTensors) -> tuple[Tensor, Tensor]:
-    """(losses (B, K) fp32 nats, labelled (B, K) bool) for K = TASKS.
-
-    Head A: Gaussian NLL of yA (unlabelled rows use y = 0 so their gradient stays finite). Head B: the day's
-    mean minute log loss over labelled minutes (finite y_b at a real minute), 0 for a day without one.
-    """
-    has_a = torch.isfinite(batch.y_a)  # (B,)
-    nll = gaussian_nll(out.mu, out.log_var, torch.where(has_a, batch.y_a, 0.0))  # (B,)
-    has_b = (torch.isfinite(batch.y_b) & batch.minute_mask).any(-1)  # (B,)
-    bce = minute_bce(out.logits_b, batch.y_b, batch.minute_mask)  # (B,)
-    return torch.stack([nll, bce], -1), torch.stack([has_a, has_b], -1)
-
-
-def masked_sums(losses: Tensor, labelled: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-    """Per task, the sum of losses (B, K) and the count over labelled rows among ``rows`` (B,): (K,), (K,)."""
-    use = labelled & rows.unsqueeze(-1)  # (B, K)
-    return torch.where(use, losses, 0.0).sum(0), use.sum(0)
-
-
-def warmup_cosine(warmup: int, total: int):
-    """LR multiplier per batch index b: (b + 1) / warmup during warmup, then cosine from 1 to 0 at ``total``."""
-
-    def factor(b: int) -> float:
-        if b < warmup:
-            return (b + 1) / warmup
-        progress = min(1.0, (b - warmup) / max(1, total - warmup))
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
-
-
-def head_parameter_names(net: HRMNet) -> set[str]:
-    """Names of the parameters of the task and Q heads (hrm_net.PARAM_GROUPS['heads'])."""
-    return {n for n, _ in net.named_parameters() if n.split(".")[0] in PARAM_GROUPS["heads"]}
-
-
-@contextlib.contextmanager
-def deterministic_algorithms(enabled: bool, device: torch.device) -> Iterator[None]:
-    """Turn on torch.use_deterministic_algorithms (warn-only) inside the block; restore the previous mode."""
-    if not enabled:
-        yield
-        return
-    if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC_WORKSPACE)
-    previous = torch.are_deterministic_algorithms_enabled()
-    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+# Trainer
 
 
 def _tensorboard_writer(log_dir: Path):
@@ -315,10 +115,6 @@ def _tensorboard_writer(log_dir: Path):
     except ImportError:
         return None
     return SummaryWriter(log_dir=str(log_dir))
-
-
-# ----------------------------------------------------------------------------------------------
-# Trainer
 
 
 class HRMTrainer:
@@ -348,20 +144,12 @@ class HRMTrainer:
         self.out_dir = Path(out_dir)
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
-        heads = head_parameter_names(net)
-        trunk = [p for n, p in net.named_parameters() if n not in heads]
         self.weighting: LossWeighting = make_loss_weighting(
-            train_cfg.loss_weighting, len(TASKS), shared=trunk, alpha=train_cfg.gradnorm_alpha
+            train_cfg.loss_weighting, len(TASKS), shared=trunk_parameters(net), alpha=train_cfg.gradnorm_alpha
         ).to(self.device)
-        decay = [p for p in net.parameters() if p.ndim >= 2]  # weight matrices
-        no_decay = [p for p in net.parameters() if p.ndim < 2]  # norm gains (the net has no biases)
-        groups = [{"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        weighting_params = list(self.weighting.parameters())
-        if weighting_params:
-            groups.append({"params": weighting_params, "weight_decay": 0.0})
-        self.optimizer = torch.optim.AdamW(groups, lr=train_cfg.lr)
+        self.optimizer = make_optimizer(net, self.weighting, train_cfg)
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
-        self.progress = _Progress()
+        self.progress = Progress()
         self._n_train = 0  # training samples of the fit (checked on resume)
         self._fitted = False
         self.writes_files = True  # checkpoints, train_log.csv, TensorBoard (distributed: rank 0 only)
@@ -411,7 +199,7 @@ class HRMTrainer:
         try:
             with deterministic_algorithms(cfg.deterministic, self.device):
                 for epoch in range(self.progress.epoch + 1, cfg.epochs + 1):
-                    if self._stopped():
+                    if self.progress.stopped(cfg.patience, self.per_head):
                         break
                     self._run_epoch(train, val, epoch, writer)
         finally:
@@ -432,30 +220,10 @@ class HRMTrainer:
             head_b_checkpoint_path=self.head_b_best_checkpoint if self.per_head else None,
         )
 
-    @torch.no_grad()
     def evaluate(self, data: HRMTensors, batch_size: int | None = None) -> dict[str, float]:
-        """Validation metrics (nats): head_a_nll, head_b_bce (means over labelled samples, 0 without any),
-        loss = their un-weighted sum, segments = mean segments used; outputs at eval halting."""
-        if len(data) == 0:
-            raise ValueError("evaluate needs at least one sample")
-        sums = torch.zeros(len(TASKS), dtype=torch.float64)
-        counts = torch.zeros(len(TASKS), dtype=torch.long)
-        steps_total = 0
-        for start, batch, rollout in self._rollouts(self.net, data, batch_size):
-            losses, labelled = per_sample_task_losses(rollout.output, batch)  # (B, K), (B, K)
-            bad = (labelled & ~torch.isfinite(losses)).any(-1)  # (B,)
-            if bool(bad.any()):
-                rows = (start + torch.nonzero(bad).flatten()).tolist()
-                raise NonFiniteLossError(f"non-finite validation loss at validation samples {rows}")
-            s, c = masked_sums(losses, labelled, torch.ones_like(bad))
-            sums += s.double().cpu()
-            counts += c.cpu()
-            steps_total += int(rollout.steps.sum())
-        means = (sums / counts.clamp_min(1)).tolist()
-        metrics = dict(zip(TASKS, means))
-        metrics["loss"] = sum(means)
-        metrics["segments"] = steps_total / len(data)
-        return metrics
+        """Validation metrics of ``net`` (hrm_predict.validation_metrics): head_a_nll, head_b_bce, loss,
+        segments."""
+        return validation_metrics(self.net, data, *self._eval_settings(batch_size))
 
     def predict(self, data: HRMTensors, batch_size: int | None = None) -> HRMPredictions:
         """Eval-mode outputs at each sample's halting segment (``hrm_cfg.eval_halting``): Head A from ``net``,
@@ -466,35 +234,19 @@ class HRMTrainer:
         head_b = self.predict_network(self.head_b_net, data, batch_size)
         return dataclasses.replace(pred, proba_b=head_b.proba_b, steps_b=head_b.steps)
 
-    @torch.no_grad()
     def predict_network(self, net: HRMNet, data: HRMTensors, batch_size: int | None = None) -> HRMPredictions:
-        """Every output of the one network ``net`` (``self.net`` or ``self.head_b_net``), eval mode, at each
-        sample's halting segment; ``steps_b`` equals ``steps``. For a caller that reads one head only."""
-        if len(data) == 0:
-            empty = np.zeros(0, dtype=np.float32)
-            t_l = data.x_minute.shape[1]
-            no_steps = np.zeros(0, np.int64)
-            return HRMPredictions(empty, empty.copy(), np.zeros((0, t_l), np.float32), no_steps, no_steps.copy())
-        mu, log_var, proba, steps = [], [], [], []
-        for _, batch, rollout in self._rollouts(net, data, batch_size):
-            out = rollout.output
-            mu.append(out.mu.float().cpu())
-            log_var.append(out.log_var.float().cpu())
-            p = torch.sigmoid(out.logits_b.float()).masked_fill(~batch.minute_mask, float("nan"))  # (B, T_L)
-            proba.append(p.cpu())
-            steps.append(rollout.steps.cpu())
-        counts = torch.cat(steps).numpy().astype(np.int64)
-        return HRMPredictions(
-            mu=torch.cat(mu).numpy(),
-            log_var=torch.cat(log_var).numpy(),
-            proba_b=torch.cat(proba).numpy(),
-            steps=counts,
-            steps_b=counts.copy(),
-        )
+        """Every output of the one network ``net`` (``self.net`` or ``self.head_b_net``); ``steps_b`` equals
+        ``steps``. For a caller that reads one head only."""
+        return network_predictions(net, data, *self._eval_settings(batch_size))
+
+    def _eval_settings(self, batch_size: int | None) -> tuple[int, torch.device, bool]:
+        """(batch size, default ``train.batch_size``; device; bf16) of evaluation-mode passes."""
+        return batch_size or self.train_cfg.batch_size, self.device, self.train_cfg.autocast_bf16
 
     # ------------------------------------------------------------------------------------------
     # Epochs and batches. The hooks below (_epoch_batches, _segment_forward, _step_losses, _all_halted,
-    # _restore_best) are where distributed training (hrm_ddp.py) changes the single-process behaviour.
+    # _batch_row, _restore_best) are where distributed training (hrm_ddp.py) changes the single-process
+    # behaviour.
 
     def _epoch_batches(self, n_train: int, epoch: int) -> list[Tensor]:
         """Training row indices of each batch of ``epoch``: a shuffle from the trainer's generator, cut into
@@ -517,6 +269,13 @@ class HRMTrainer:
         """Whether every sample of the batch has halted (the batch's last segment)."""
         return bool(halted.all())
 
+    def _batch_row(self, steps: Tensor) -> dict[str, float]:
+        """Per batch metrics from the segments each sample ran: mean segments and mean ponder cost charged."""
+        return {
+            "train_segments": float(steps.float().mean()),
+            "train_ponder": float(ponder_cost(steps, self.train_cfg.ponder_cost).mean()),
+        }
+
     def _restore_best(self) -> None:
         """End of fit: load ``best.pt`` into ``net`` and, per head, ``best_head_b.pt`` into a second network,
         ``head_b_net`` (built here). A trainer that writes no files (a distributed rank > 0) loads nothing."""
@@ -531,44 +290,13 @@ class HRMTrainer:
         if self.per_head and self.head_b_best_checkpoint.is_file():
             self.head_b_net.load_state_dict(load_checkpoint(self.head_b_best_checkpoint, self.device)["model"])
 
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.train_cfg.autocast_bf16)
-
-    def _rollouts(
-        self, net: HRMNet, data: HRMTensors, batch_size: int | None
-    ) -> Iterator[tuple[int, HRMTensors, ACTRollout]]:
-        """(first row, batch on device, act_rollout result of ``net``) per batch, in data order, eval mode,
-        no_grad."""
-        bs = batch_size or self.train_cfg.batch_size
-        was_training = net.training
-        net.eval()
-        try:
-            for start in range(0, len(data), bs):
-                batch = data.subset(slice(start, start + bs)).to(self.device)
-                with torch.no_grad(), self._autocast():
-                    rollout = act_rollout(net, batch.x_daily, batch.x_minute, batch.minute_mask, training=False)
-                yield start, batch, rollout
-        finally:
-            net.train(was_training)
-
     def _run_epoch(self, train: HRMTensors, val: HRMTensors, epoch: int, writer: Any) -> None:
         """Train one epoch, validate, update early stopping, write checkpoints and the log."""
         t0 = time.perf_counter()
         train_metrics = self._train_epoch(train, epoch)
         val_metrics = self.evaluate(val)
         p = self.progress
-        criterion = val_metrics["head_a_nll" if self.per_head else "loss"]
-        improved = criterion < p.best_val_loss
-        if improved:
-            p.best_val_loss, p.best_epoch, p.bad_epochs = criterion, epoch, 0
-        else:
-            p.bad_epochs += 1
-        improved_b = self.per_head and val_metrics["head_b_bce"] < p.head_b_best_val
-        if improved_b:
-            p.head_b_best_val, p.head_b_best_epoch, p.head_b_bad_epochs = val_metrics["head_b_bce"], epoch, 0
-        elif self.per_head:
-            p.head_b_bad_epochs += 1
-        p.epoch = epoch
+        improved, improved_b = p.record_validation(val_metrics, epoch, self.per_head)
         row = {
             "epoch": epoch, "step": p.step, **train_metrics,
             **{f"val_{k}": v for k, v in val_metrics.items()},
@@ -585,18 +313,12 @@ class HRMTrainer:
         if improved_b:
             save_checkpoint(self.head_b_best_checkpoint, payload)
         save_checkpoint(self.last_checkpoint, payload)
-        csv = pd.DataFrame(p.history).to_csv(index=False)
-        atomic_write(self.log_path, lambda handle: handle.write(csv.encode()))
+        write_bytes_atomic(pd.DataFrame(p.history).to_csv(index=False).encode(), self.log_path)
         if writer is not None:
             for key, value in row.items():
                 if key != "epoch":
                     writer.add_scalar(key, value, epoch)
             writer.flush()
-
-    def _stopped(self) -> bool:
-        """Early stopping: ``patience`` epochs without improvement of the criterion (of both heads' per head)."""
-        patience, p = self.train_cfg.patience, self.progress
-        return p.bad_epochs >= patience and (not self.per_head or p.head_b_bad_epochs >= patience)
 
     def _train_epoch(self, train: HRMTensors, epoch: int) -> dict[str, float]:
         """One shuffled pass; returns the epoch's mean metrics (means over optimizer steps or batches)."""
@@ -645,27 +367,17 @@ class HRMTrainer:
         for s in range(1, hrm.max_segments + 1):
             where = f"epoch {epoch}, batch {b}, segment {s}"
             active = ~halted  # (B,)
-            with self._autocast():
+            with bf16_autocast(self.device, cfg.autocast_bf16):
                 new_carry, out = self._segment_forward(carry, batch)
             steps = steps + active.long()
-            losses, labelled = per_sample_task_losses(out, batch)  # (B, K), (B, K)
-            sums, counts = masked_sums(losses, labelled, active)  # (K,), (K,)
-            correct = halt_correctness(
-                out.mu, out.log_var, out.logits_b, batch.y_a, batch.y_b, batch.minute_mask,
-                nll_threshold=hrm.halt_nll_threshold, bce_threshold=hrm.halt_bce_threshold,
+            terms = segment_losses(
+                self.net, out, new_carry, batch, steps, active, s, cfg.ponder_cost, cfg.autocast_bf16
             )
-            if s < hrm.max_segments:
-                with torch.no_grad(), self._autocast():
-                    next_q = self.net.halting_q(new_carry, batch.x_daily)  # (B,), (B,)
-            else:  # no continue target after the last segment allowed (cont_valid is False)
-                next_q = (torch.zeros_like(out.q_halt), torch.zeros_like(out.q_halt))
-            targets = q_learning_targets(correct, *next_q, steps, hrm.max_segments, cfg.ponder_cost)
-            q_loss = q_learning_loss(out.q_halt, out.q_continue, targets, active)
-            task_losses, q_loss, present = self._step_losses(sums, counts, q_loss, active)  # (K,), (), (K,)
+            task_losses, q_loss, present = self._step_losses(terms.sums, terms.counts, terms.q, active)  # (K,) () (K,)
             values = torch.stack([task_losses[0], task_losses[1], q_loss]).tolist()
             for term, value in zip((*TASKS, "q"), values):
                 if not math.isfinite(value):
-                    culprits = self._culprits(term, losses, labelled, active, rows)
+                    culprits = self._culprits(term, terms.losses, terms.labelled, active, rows)
                     self._non_finite(f"non-finite loss term {term} ({value}) at {where}{culprits}")
                     return step_rows, self._batch_row(steps)
             total = self.weighting(task_losses, present) + cfg.q_loss_weight * q_loss
@@ -702,13 +414,6 @@ class HRMTrainer:
                 break
         return step_rows, self._batch_row(steps)
 
-    def _batch_row(self, steps: Tensor) -> dict[str, float]:
-        """Per batch metrics from the segments each sample ran: mean segments and mean ponder cost charged."""
-        return {
-            "train_segments": float(steps.float().mean()),
-            "train_ponder": float(ponder_cost(steps, self.train_cfg.ponder_cost).mean()),
-        }
-
     @staticmethod
     def _culprits(term: str, losses: Tensor, labelled: Tensor, active: Tensor, rows: Tensor) -> str:
         """', training samples [...]' whose per-sample value of a head term is non-finite ('' for q)."""
@@ -726,59 +431,25 @@ class HRMTrainer:
         self.progress.skipped_steps += 1
 
     # ------------------------------------------------------------------------------------------
-    # Checkpoints
+    # Checkpoints (checkpoint.py)
 
-    def _config_dict(self) -> dict[str, Any]:
-        train = config_to_dict(self.train_cfg)
-        train.pop("device")  # where a run executes does not change what it computes
-        return {"hrm": config_to_dict(self.hrm_cfg), "train": train}
+    def _state_parts(self) -> dict[str, Stateful]:
+        return {"model": self.net, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                "loss_weighting": self.weighting}
 
     def _checkpoint_payload(self) -> dict[str, Any]:
-        return {
-            "model": self.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "loss_weighting": self.weighting.state_dict(),
-            "rng": rng_state(self.generator),
-            "step": self.progress.step,
-            "epoch": self.progress.epoch,
-            "progress": dataclasses.asdict(self.progress),
-            "config": self._config_dict(),
-            "n_train": self._n_train,
-            "seed": self.seed,
-        }
+        p = self.progress
+        return training_payload(
+            self._state_parts(), self.generator, step=p.step, epoch=p.epoch, progress=dataclasses.asdict(p),
+            config=run_config(self.hrm_cfg, self.train_cfg), n_train=self._n_train, seed=self.seed,
+        )
 
     def _resume(self, path: Path, n_train: int) -> None:
         """Restore everything from ``path`` (a last.pt) and copy it and the run's best checkpoints into out_dir
         if it lies elsewhere, so out_dir can itself be resumed even before its first epoch ends."""
-        payload = load_checkpoint(path, self.device)
-        mismatched = [
-            f"{section}.{key}"
-            for section, values in self._config_dict().items()
-            for key in sorted(set(values) | set(payload["config"][section]))
-            if values.get(key) != payload["config"][section].get(key)
-        ]
-        if mismatched:
-            raise ValueError(f"{path}: checkpoint config differs from this trainer's in {', '.join(mismatched)}")
-        if payload["n_train"] != n_train:
-            raise ValueError(f"{path}: checkpoint trained on {payload['n_train']} samples, this fit has {n_train}")
-        self.net.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
-        self.weighting.load_state_dict(payload["loss_weighting"])
-        restore_rng_state(payload["rng"], self.generator)
-        self.progress = _Progress(**payload["progress"])
-        if not self.writes_files:
-            return
-        copies = [(path, self.last_checkpoint)]
-        for name, epoch in ((BEST_CHECKPOINT, self.progress.best_epoch),
-                            (HEAD_B_BEST_CHECKPOINT, self.progress.head_b_best_epoch)):
-            if epoch:  # the interrupted run wrote this best checkpoint
-                source = path.parent / name
-                if not source.is_file():
-                    raise ValueError(f"{path}: the run's best checkpoint {source} is missing")
-                copies.append((source, self.out_dir / name))
-        for source, target in copies:
-            if source.resolve() != target.resolve():
-                data = source.read_bytes()
-                atomic_write(target, lambda handle, data=data: handle.write(data))
+        config = run_config(self.hrm_cfg, self.train_cfg)
+        payload = resume_training(path, self._state_parts(), self.generator, config, n_train, self.device)
+        self.progress = p = Progress(**payload["progress"])
+        if self.writes_files:
+            best_epochs = {BEST_CHECKPOINT: p.best_epoch, HEAD_B_BEST_CHECKPOINT: p.head_b_best_epoch}
+            copy_run(path, self.out_dir, [name for name, epoch in best_epochs.items() if epoch])  # ones it wrote

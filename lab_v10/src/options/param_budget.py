@@ -6,12 +6,9 @@ architectures inside the budget (docs/design.md section 4).
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 
-from lab_v10.src.config import HRMConfig, LabConfig, ModuleConfig, load_config
+from lab_v10.src.config import HRMConfig, LabConfig, ModuleConfig
 
 DEFAULT_CONFIG = Path("config/default_hrm27m.yaml")
 BUDGET = (26_500_000, 27_500_000)  # inclusive bounds on the total, docs/design.md section 4
