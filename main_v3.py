@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import torch
 from lab_v10.src.cli import add_data_flags, add_set_flag, apply_data_flags
 from lab_v10.src.config import LabConfig, apply_overrides, load_config, validate_config
 from lab_v10.src.errors import ConfigError, LabError
+from lab_v10.src.eval.run_folder import INCOMPLETE_MARKER
 from lab_v10.src.models.registry import MODEL_NAMES, check_model_names
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
@@ -36,7 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_set_flag(p)
     add_data_flags(p)
     p.add_argument("--models", help=f"comma-separated, each once: {','.join(MODEL_NAMES)} (default: the config's)")
-    p.add_argument("--out", type=Path, help="report folder (default reports/<timestamp>)")
+    p.add_argument("--out", type=Path, help="report folder, new or empty (default reports/<timestamp>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="reuse a folder that holds an earlier lab report: its files are removed first")
     p.add_argument("--seed", type=int, help="seed for data, models and training (default: the config's)")
     p.add_argument("--n-trials", type=int, default=1,
                    help="configurations tried before this run (e.g. an Optuna sweep), for the deflated Sharpe")
@@ -78,12 +82,19 @@ def apply_flags(cfg: LabConfig, args: argparse.Namespace) -> LabConfig:
     return validate_config(dataclasses.replace(cfg, **changes), "command line") if changes else cfg
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM ends the run like Ctrl-C: one message, no traceback, the folder keeps its in-progress marker."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     from lab_v10.src.pipeline import run  # after argument parsing: a usage error never loads the pipeline
 
+    out_dir = None
     try:
         cfg, preset = select_config(args.config, torch.cuda.is_available())
         cfg = apply_flags(cfg, args)
@@ -93,10 +104,15 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--n-trials: expected int >= 1, got {args.n_trials}")
         log.info("config: %s", preset)
         out_dir = args.out or Path("reports") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run(cfg, out_dir, preset=preset, n_trials=args.n_trials)
+        run(cfg, out_dir, preset=preset, n_trials=args.n_trials, overwrite=args.overwrite)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        started = out_dir is not None and (out_dir / INCOMPLETE_MARKER).exists()
+        where = f"; {out_dir} holds a partial run, marked by {INCOMPLETE_MARKER}" if started else ""
+        print(f"interrupted: the run stopped before its report was finished{where}", file=sys.stderr)
+        return 130
     print(f"report: {out_dir / 'report.html'}")
     return 0
 

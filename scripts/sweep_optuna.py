@@ -14,7 +14,9 @@ trial count for the deflated Sharpe ratio and the optuna-dashboard command. The 
 (validation.scheme walkforward or cpcv): lab_v10/src/eval/sweep_space.py; the folds: sweep_folds.py; the
 objective: sweep_objective.py; storages and workers: sweep.py; scaling out: docs/scale_out.md.
 
-Bad input exits with status 2 and one message, no traceback; a sweep without a completed trial exits 1.
+Bad input (--out a file, --storage not a journal, a bad config or space) exits with status 2 and one message,
+no traceback. A sweep without a completed trial, or one whose worker died (its running trial is marked
+failed; the results of the other trials are written), exits 1.
 """
 from __future__ import annotations
 
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"study {result.study_name}: {states}; {result.n_trials} configurations evaluated")
     print(f"trials: {result.csv_path}")
     print(f"summary: {result.json_path}")
+    for failure in result.worker_failures:
+        print(f"error: worker {failure}; re-run the same command to finish the study", file=sys.stderr)
     if not result.best:
         print(f"no trial completed: see the error and rejected columns of {result.csv_path}", file=sys.stderr)
         return 1
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     for command in result.commands:
         print(f"  {command}")
     print(f"dashboard: {result.dashboard_command}")
-    return 0
+    return 1 if result.worker_failures else 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ best.pt (and best_head_b.pt under train.early_stopping: per_head), last.pt, trai
 per member of an ensemble), hrm_adapter.pt and train_summary.json into --out. Multi-node launch and
 the rank semantics: docs/scale_out.md and lab_v10/src/options/hrm_ddp.py.
 
-Bad input exits with status 2 and one message (on every rank), no traceback.
+Bad input exits with status 2 and one message (on every rank), no traceback: a bad config or flag, a --resume
+file or folder that is damaged, incomplete or from another config, data that contradicts the hrm section, or
+a loss that turns non-finite (lower train.lr, or train.skip_nonfinite: true). A run that fails before its
+first checkpoint leaves no run folder.
 """
 from __future__ import annotations
 
@@ -61,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         train_end = parse_date(args.train_end)
         if args.resume is not None and not args.resume.exists():
             raise ConfigError(f"--resume: {args.resume}: checkpoint or run folder not found")
+        existing = next(path for path in (args.out, *args.out.parents) if path.exists())
+        if not existing.is_dir():
+            raise ConfigError(f"--out {args.out}: expected a folder, but {existing} is a file")
         from lab_v10.src.options.hrm_ddp import distributed_context, train_hrm  # heavy imports after the checks
 
         with distributed_context(cfg.train.device) as ctx:

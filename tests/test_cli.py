@@ -15,6 +15,7 @@ import lab_v10.src.pipeline as pipeline
 from lab_v10.src.eval import sweep
 from lab_v10.src.models.registry import MODEL_NAMES
 from lab_v10.src.options import hrm_ddp
+from lab_v10.src.options.segment_loss import NonFiniteLossError
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = str(REPO / "config" / "small.yaml")
@@ -32,7 +33,7 @@ def main_v3():
 def captured_run(monkeypatch) -> dict:
     """main_v3.py's pipeline.run replaced by a recorder of the config it would run."""
     seen: dict = {}
-    monkeypatch.setattr(pipeline, "run", lambda cfg, out_dir, preset, n_trials: seen.update(cfg=cfg, out=out_dir))
+    monkeypatch.setattr(pipeline, "run", lambda cfg, out_dir, **_: seen.update(cfg=cfg, out=out_dir))
     return seen
 
 
@@ -160,3 +161,53 @@ def test_bench_hrm_learning_set_follows_quick_and_checks_keys(monkeypatch, capsy
     assert capsys.readouterr().err == "error: --set nosuch.key: 'nosuch' is not a config section\n"
     assert bench.main(["--set", "data.source=arch"]) == 2
     assert capsys.readouterr().err.startswith("error: data.source: expected 'synthetic'")
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input exits 2 with one line and no traceback (subprocesses: the real entry points)
+
+
+def run_cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_a_repeated_config_key_exits_2_naming_file_and_line(tmp_path):
+    config = tmp_path / "dup.yaml"
+    config.write_text("train:\n  lr: 0.001\nhrm:\n  daily_window: 8\ntrain:\n  epochs: 2\n")
+    proc = run_cli(str(REPO / "main_v3.py"), "--config", str(config), cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == f"error: {config}: not valid YAML at line 5, column 1: key 'train' repeated (first on line 1)\n"
+    assert list(tmp_path.iterdir()) == [config]  # no report folder
+
+
+def test_sweep_out_pointing_at_a_file_exits_2_at_once(tmp_path):
+    out = tmp_path / "results.csv"
+    out.write_text("a,b\n")
+    proc = run_cli(str(REPO / "scripts/sweep_optuna.py"), "--config", SMALL, "--space",
+                   str(REPO / "config/sweep_small.yaml"), "--study", "s", "--trials", "1", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr == f"error: --out {out}: expected a folder, but {out} is a file\n"
+
+
+def test_training_divergence_exits_2_from_main_v3(main_v3, monkeypatch, tmp_path, capsys):
+    def diverge(cfg, out_dir, **_):
+        raise NonFiniteLossError("non-finite loss term q (nan) at epoch 1, batch 2, segment 1; run folder x")
+
+    monkeypatch.setattr(pipeline, "run", diverge)
+    assert main_v3.main(["--config", SMALL, "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "error: non-finite loss term q (nan) at epoch 1, batch 2, segment 1; run folder x\n"
+
+
+def test_sweep_whose_worker_died_writes_results_and_exits_1(monkeypatch, tmp_path, capsys):
+    def sweep_with_a_dead_worker(cfg, space, study, trials, out, **options):
+        best = [{"number": 1, "values": {"loss": 0.5}, "config": str(out / "best_config.yaml")}]
+        return sweep.SweepResult(study, "journal", 2, {"COMPLETE": 1, "FAIL": 1}, best, out / "trials.csv",
+                                 out / "sweep.json", ["python main_v3.py"], "optuna-dashboard journal",
+                                 ["sweep-worker-1 was killed by SIGKILL (trials marked failed: [0])"])
+
+    monkeypatch.setattr(sweep, "run_sweep", sweep_with_a_dead_worker)
+    code = load_script("sweep_optuna").main(["--config", SMALL, "--space", str(REPO / "config/sweep_small.yaml"),
+                                             "--study", "s", "--trials", "2", "--out", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 1 and f"trials: {tmp_path / 'trials.csv'}" in captured.out
+    assert captured.err == ("error: worker sweep-worker-1 was killed by SIGKILL (trials marked failed: [0]); re-run the "
+                            "same command to finish the study\n")

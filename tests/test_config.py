@@ -132,3 +132,56 @@ def test_apply_overrides_errors_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
         apply_overrides(LabConfig(), [override])
     assert str(err.value).startswith(message)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input that used to pass validation and crash later: each is a one-line ConfigError at load time
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("train:\n  lr: 0.1\nhrm: {}\ntrain:\n  epochs: 2\n",
+         "bad.yaml: not valid YAML at line 4, column 1: key 'train' repeated (first on line 1)"),
+        ("train:\n  lr: 0.1\n  lr: 0.2\n", "bad.yaml: not valid YAML at line 3, column 3: key 'lr' repeated (first on line 2)"),
+        ("a: b\x00\n", "bad.yaml: not valid YAML at character 4: special characters are not allowed"),
+        ("train:\n  lr: .inf\n", "bad.yaml: train.lr: expected a finite number, got inf"),
+        ("train:\n  lr: 1e999\n", "bad.yaml: train.lr: expected a finite number, got inf"),
+        ("book_a:\n  rate: .nan\n", "bad.yaml: book_a.rate: expected a finite number, got nan"),  # a key without a range
+        ("hrm:\n  halt_nll_threshold: -.inf\n", "bad.yaml: hrm.halt_nll_threshold: expected a finite number, got -inf"),
+        ("baselines:\n  ridge_alphas: [1, .inf]\n", "bad.yaml: baselines.ridge_alphas: expected finite numbers, got [1.0, inf]"),
+        ("seed: 4294967296\n", "bad.yaml: seed: expected int in [0, 2**32) (it seeds torch.manual_seed and numpy), got 4294967296"),
+        ("seed: -1\n", "bad.yaml: seed: expected int in [0, 2**32)"),
+        ("data:\n  synthetic:\n    start: 2015-02-30\n",
+         "bad.yaml: data.synthetic.start: expected str YYYY-MM-DD in 1900..2199, got '2015-02-30'"),
+        ("data:\n  synthetic:\n    start: next monday\n", "bad.yaml: data.synthetic.start: expected str YYYY-MM-DD"),
+        ("data:\n  synthetic:\n    start: 9999-01-04\n", "bad.yaml: data.synthetic.start: expected str YYYY-MM-DD in 1900..2199"),
+        ("data:\n  synthetic:\n    start: 20150102\n", "bad.yaml: data.synthetic.start: expected str YYYY-MM-DD"),
+        ("data:\n  synthetic:\n    minutes_per_day: 391\n",
+         "bad.yaml: data.synthetic.minutes_per_day: expected int in 1..390 (XNYS session), got 391"),
+    ],
+)
+def test_input_that_would_crash_later_is_rejected_on_one_line(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).replace(str(tmp_path) + "/", "").startswith(message) and "\n" not in str(err.value)
+
+
+def test_binary_or_non_utf8_file_is_rejected_naming_it(tmp_path):
+    for name, data in [("binary.yaml", bytes(range(256))), ("latin1.yaml", "train:\n  device: \xe9\n".encode("latin-1"))]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ConfigError, match=rf"^{tmp_path / name}: expected a readable UTF-8 text config file \("):
+            load_config(tmp_path / name)
+
+
+def test_unquoted_dates_are_text_and_1e_floats_numbers(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text("data:\n  synthetic:\n    start: 2016-01-04\ntrain:\n  lr: 1e-3\n")
+    cfg = load_config(path)
+    assert cfg.data.synthetic.start == "2016-01-04" and cfg.train.lr == 0.001
+    assert apply_overrides(cfg, ["data.synthetic.start=2017-03-01"]).data.synthetic.start == "2017-03-01"
+    assert config_from_dict({"seed": 2**32 - 1}).seed == 2**32 - 1
+    with pytest.raises(ConfigError, match=r"^--set: train.lr: expected a finite number, got nan$"):
+        apply_overrides(cfg, ["train.lr=.nan"])

@@ -22,6 +22,8 @@ from lab_v10.src.dataset.hrm_tokens import daily_windows, minute_tokens, next_se
 from lab_v10.src.features.daily import build_daily_features
 from lab_v10.src.features.intraday import INTRADAY_MODEL_COLUMNS, build_intraday_features
 from lab_v10.src.features.labels import make_daily_labels, make_intraday_labels
+from lab_v10.src.errors import LabError
+from lab_v10.src.options.checkpoint import CheckpointError
 from lab_v10.src.options.hrm_adapter import HRMAdapter
 from lab_v10.src.options.hrm_ensemble import member_seeds
 from lab_v10.src.options.hrm_train import HRMTensors, HRMTrainer
@@ -312,6 +314,22 @@ def test_save_load_gives_identical_predictions(fitted, market, tmp_path):
     with pytest.raises(ValueError, match="not an HRM adapter checkpoint"):
         torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
         HRMAdapter.load(tmp_path / "other.pt")
+
+
+
+def test_load_of_a_damaged_file_names_it_on_one_line(fitted, tmp_path):
+    good = fitted.save(tmp_path / "hrm.pt").read_bytes()
+    cases = {"truncated.pt": good[: len(good) // 2], "garbage.pt": b"not a torch file\n" * 10, "empty.pt": b""}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(CheckpointError) as err:
+            HRMAdapter.load(tmp_path / name)
+        message = str(err.value)
+        assert isinstance(err.value, LabError) and "\n" not in message
+        assert message.startswith(f"{tmp_path / name}: not a readable HRM adapter file (truncated, damaged or not "
+                                  "written by this lab: ")
+    with pytest.raises(CheckpointError, match=r"missing.pt: HRM adapter file not found$"):
+        HRMAdapter.load(tmp_path / "missing.pt")
 
 
 # ----------------------------------------------------------------------------------------------

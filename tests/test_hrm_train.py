@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from lab_v10.src.config import HRMConfig, ModuleConfig, TrainConfig
-from lab_v10.src.errors import ConfigError
+from lab_v10.src.errors import ConfigError, LabError
 from lab_v10.src.options import hrm_train, segment_loss
 from lab_v10.src.options.act_halting import act_rollout, gaussian_nll, minute_bce
 from lab_v10.src.options.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -345,6 +346,32 @@ def test_nonfinite_input_names_batch_segment_and_term_and_keeps_the_checkpoint(t
     padded.x_minute[row, -1] = float("nan")  # a padded minute: zeroed by the network, harmless
     summary = make_trainer(tmp_path / "p", dataclasses.replace(cfg, epochs=1)).fit(padded, val)
     assert math.isfinite(summary.best_val_loss)
+
+
+def test_diverged_fit_is_a_one_line_lab_error_and_leaves_no_empty_folder(tmp_path):
+    """A fit that turns non-finite before its first last.pt removes the folders it created and says so; the
+    message names epoch, batch, term, the run folder (so the fold or member) and what to try."""
+    val = make_data(8, 2)
+    bad = make_data(16, 1)
+    bad.x_daily[:, 2, 1] = float("nan")  # every sample: the listed culprits are cut after eight
+    run = tmp_path / "report" / "hrm" / "fold_3"
+    with pytest.raises(NonFiniteLossError) as err:
+        make_trainer(run, dataclasses.replace(TRAIN, epochs=1, batch_size=16)).fit(bad, val)
+    message = str(err.value)
+    assert isinstance(err.value, LabError) and "\n" not in message
+    assert re.fullmatch(
+        r"non-finite loss term head_a_nll \(nan\) at epoch 1, batch 1, segment 1, training samples \[(\d+, ){8}\.\.\. "
+        rf"\(13 in all\)\]; run folder {re.escape(str(run))} \(removed: nothing valid was written\); try a lower "
+        r"train.lr, train.skip_nonfinite: true, or check the inputs for NaN or extreme values", message)
+    assert list(tmp_path.iterdir()) == []  # report/ and report/hrm/ were created by the fit: gone too
+
+    bad_val = make_data(8, 2)
+    bad_val.x_daily[3, 0, 0] = float("nan")
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(NonFiniteLossError, match=r"^non-finite validation loss at validation samples \[3\] after "
+                                                 r"epoch 1; run folder .*kept/run \(removed"):
+        make_trainer(tmp_path / "kept" / "run", dataclasses.replace(TRAIN, epochs=1)).fit(make_data(16, 1), bad_val)
+    assert list(tmp_path.iterdir()) == [tmp_path / "kept"] and not any((tmp_path / "kept").iterdir())
 
 
 def test_skip_nonfinite_counts_skips_and_stays_finite(tmp_path):

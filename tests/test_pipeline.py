@@ -74,9 +74,12 @@ def test_summary_json_matches_results(tiny_run):
             assert set(per_fold) == {"fold_0", "fold_1", "all"}
             for key, value in per_fold["all"].items():
                 assert summary["forecast_metrics"][book][model]["all"][key] == pytest.approx(value)
-    assert summary["winners"] == result.winners
-    assert result.winners["forecast_A"]["r2_oos"] in {"hrm", "tshrm", "har", "linear", "lgbm"}
-    assert result.winners["forecast_B"]["auc"] in {"hrm", "logistic", "lgbm", "rule"}
+    verdict = summary["verdict"]
+    assert verdict["model"] == "hrm" and verdict["lines"] == result.verdict["lines"]
+    assert set(verdict["sections"]) >= {"forecast_A", "forecast_B", "trading_A", "trading_B", "portfolio"}
+    assert set(verdict["sections"]["forecast_A"]["versus"]) == {"tshrm", "har", "linear", "lgbm"}
+    head = verdict["sections"]["forecast_A"]["versus"][verdict["sections"]["forecast_A"]["best_baseline"]]
+    assert head["tests"]["squared_error"]["lags"] == TINY["labels"]["horizon_days"] - 1  # overlapping labels
     assert set(result.book_a.daily) == {"hrm", "tshrm", "har", "linear", "lgbm", "always_short", "no_trade"}
     assert {"hrm", "rule", "logistic", "lgbm"} <= set(result.book_b.daily)
     no_trade = result.book_a.metrics["no_trade"]
@@ -88,6 +91,29 @@ def test_summary_json_matches_results(tiny_run):
         assert len(segments) > 0 and set(np.unique(segments)) <= {1, 2}  # max_segments is 2 for both
         assert summary["act_segments"][model]["n_samples"] == len(segments)
     assert len(result.act_segments["tshrm"]) == 2 * 40  # one per test date (a single network)
+
+
+def test_book_a_is_scored_on_the_test_days_plus_the_exits_of_open_straddles(tiny_run):
+    """Regression: the straddle P&L used to run to the end of the bars, adding unlabelled zero-P&L days."""
+    result, _ = tiny_run
+    test = pd.DatetimeIndex(result.forecasts_a["date"].unique())
+    cfg = result.config["book_a"]
+    windows = {name: daily.index for name, daily in result.book_a.daily.items()}
+    first = windows["always_short"]
+    assert all(w.equals(first) for w in windows.values())  # one scored window for every strategy
+    assert first[0] == test[0] and first[-1] >= test[-1]
+    assert len(first) <= len(test) + cfg["entry_lag_days"] + cfg["holding_days"]
+    exits = max(t["exit_date"].max() for t in result.book_a.trades.values() if len(t))
+    assert first[-1] == max(exits, test[-1])
+
+
+def test_portfolio_dsr_is_deflated_by_the_strategies_tried(tiny_run):
+    """Regression: the portfolio's DSR was its PSR (one trial), whatever the number of strategies."""
+    result, _ = tiny_run
+    scored = {n: m for n, m in result.portfolio_metrics.items() if m["psr"] is not None}
+    assert len(result.portfolio_metrics) > 1 and scored
+    for metrics in scored.values():
+        assert metrics["dsr"] < metrics["psr"]
 
 
 def test_report_files_hold_the_numbers(tiny_run):

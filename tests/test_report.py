@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import dataclasses
 import json
 import re
@@ -22,6 +23,7 @@ from lab_v10.src.eval.metrics import (
 from lab_v10.src.eval.plots import drawdown_curve
 from lab_v10.src.eval.report import console_summary, write_report
 from lab_v10.src.eval.results import BookRun, RunResult
+from lab_v10.src.eval.verdict import build_verdict
 from lab_v10.src.books.portfolio import combine_books
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -118,12 +120,7 @@ def make_result() -> RunResult:
     portfolio_metrics = {
         s: trading_metrics(d["portfolio"], pd.Series(0.0, index=d.index)) for s, d in portfolio.items()
     }
-    winners = {
-        "forecast_A": {"r2_oos": max(MODELS_A, key=lambda m: forecast_metrics["A"][m]["all"]["r2_oos"])},
-        "forecast_B": {"auc": max(MODELS_B, key=lambda m: forecast_metrics["B"][m]["all"]["auc"]),
-                       "ece": min(MODELS_B, key=lambda m: forecast_metrics["B"][m]["all"]["ece"])},
-        "trading_A": {"net_sharpe": max(("hrm", "har"), key=lambda s: book_a.metrics[s]["net_sharpe"])},
-    }
+    verdict = build_verdict(fa, fb, book_a, book_b, portfolio, horizon_days=5)
     folds = [
         {"number": k, "train_period": (DAYS[0] - pd.Timedelta(days=400 - 30 * k), DAYS[0] - pd.Timedelta(days=30)),
          "test_period": (DAYS[20 * k], DAYS[20 * k + 19]), "n_train": 250 + 20 * k, "n_test": 20, "purged": 21,
@@ -131,7 +128,8 @@ def make_result() -> RunResult:
         for k in (0, 1)
     ]
     return RunResult(
-        config={"seed": 7, "walkforward": {"n_folds": 2, "embargo_days": 5}, "portfolio": {"method": "fixed"}},
+        config={"seed": 7, "walkforward": {"n_folds": 2, "embargo_days": 5}, "portfolio": {"method": "fixed"},
+                "book_a": {"entry_lag_days": 1}},
         preset="small.yaml (CPU preset for tests)",
         data={"source": "synthetic", "daily_rows": 540, "start": DAYS[0], "end": DAYS[-1],
               "label_balance": {"B": np.float64(fb["y_true"].mean())}, "iv_coverage": np.float64("nan")},
@@ -143,7 +141,7 @@ def make_result() -> RunResult:
         book_b=book_b,
         portfolio=portfolio,
         portfolio_metrics=portfolio_metrics,
-        winners=winners,
+        verdict=verdict,
         act_segments={"hrm": np.array([1, 2, 2, 3, 3, 3, 4, 8, 2, 1])},
         n_trials=3,
         timings={"features": 1.25, "train_hrm": np.float64(12.5)},
@@ -188,7 +186,9 @@ def test_summary_json_is_strict_and_holds_the_given_metrics(result, report):
     assert summary["trading_metrics"]["B"] == result.book_b.metrics
     assert summary["portfolio_metrics"] == result.portfolio_metrics
     assert summary["trading_metrics"]["A"]["flat"]["net_sharpe"] is None  # None stays null
-    assert summary["winners"] == result.winners
+    assert summary["verdict"]["model"] == "hrm" and summary["verdict"]["lines"] == result.verdict["lines"]
+    head = summary["verdict"]["sections"]["forecast_A"]
+    assert head["best_baseline"] == "har" and set(head["versus"]["har"]["tests"]) == {"squared_error", "gaussian_nll"}
     assert summary["timings"] == {"features": 1.25, "train_hrm": 12.5}
     assert summary["skipped"] == {"A": None, "B": None}
     assert summary["n_trades"] == {"A": {"hrm": 2, "har": 1}, "B": {"hrm": 4}}
@@ -279,11 +279,10 @@ def test_html_is_self_contained_with_headline_numbers(result, report):
     assert flat.count("n/a") >= 4  # Sharpe (net, gross), PSR, DSR are undefined for a strategy that never trades
     p = result.portfolio_metrics["hrm"]
     assert f"{p['net_sharpe']:.2f}" in _row(text, "<td>Portfolio</td><td>hrm</td>")
-    assert result.winners["forecast_B"]["ece"] == "logistic"  # not every metric is won by the same model
-    labels = {"r2_oos": "R² (OOS)", "auc": "AUC", "ece": "ECE", "net_sharpe": "Sharpe (net)"}
-    for section, won in result.winners.items():
-        for metric, model in won.items():
-            assert f"<tr><td>{section}</td><td>{labels[metric]}</td><td>{model}</td></tr>" in text
+    assert text.index("<h2>Verdict</h2>") < text.index("<h2>Run</h2>")  # the page opens with the verdict
+    for line in result.verdict["lines"]:
+        assert html.escape(line.lstrip("- ")) in text
+    assert "Book A fills at the close 1 session(s) after the signal (entry_lag_days=1)" in text
     assert _row(text, "<td>Trials (for the DSR)</td>") == "<tr><td>Trials (for the DSR)</td><td class=\"num\">3</td></tr>"
 
 
@@ -296,7 +295,7 @@ def test_skipped_book_and_missing_segments_show_notes(result, tmp_path):
         forecast_metrics={"A": result.forecast_metrics["A"]},
         portfolio={},
         portfolio_metrics={},
-        winners={"forecast_A": result.winners["forecast_A"]},
+        verdict=build_verdict(result.forecasts_a, empty_b, result.book_a, BookRun(), {}, horizon_days=5),
         act_segments={},
     )
     paths = write_report(skipped, tmp_path)
@@ -313,19 +312,17 @@ def test_skipped_book_and_missing_segments_show_notes(result, tmp_path):
     assert "Book B (intraday shorts): skipped (no minute bars in data/minutes)" in console_summary(skipped)
 
 
-def test_console_summary_lists_models_and_winner(result):
+def test_console_summary_opens_with_the_verdict_and_lists_models(result):
     text = console_summary(result)
+    lines = text.splitlines()
+    assert lines[: len(result.verdict["lines"])] == result.verdict["lines"]
     for model in {*MODELS_A, *MODELS_B, "flat"}:
         assert re.search(rf"^\s+{model}\s", text, re.MULTILINE), model
     hrm_a = result.forecast_metrics["A"]["hrm"]["all"]["r2_oos"]
     assert f"{hrm_a:.4f}" in text
     assert f"{result.book_a.metrics['hrm']['net_sharpe']:.2f}" in text
-    winner_line = text.splitlines()[-1]
-    assert winner_line.startswith("Winners: ")
-    for section, won in result.winners.items():
-        for metric, model in won.items():
-            assert f"{section}/{metric}: {model}" in winner_line
-    widths = {len(line) for line in text.splitlines()[2:6]}  # Book A table: header and 3 rows, fixed width
+    book_a = lines.index("Book A (daily straddles)")
+    widths = {len(line) for line in lines[book_a + 1: book_a + 5]}  # Book A table: header and 3 rows, fixed width
     assert len(widths) == 1
 
 

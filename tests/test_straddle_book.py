@@ -19,7 +19,9 @@ FRICTIONLESS = BookAConfig(
     bid_ask_iv_slope=0.0,
     commission_per_contract=0.0,
     hedge_cost_bps=0.0,
+    entry_lag_days=0,  # the mechanics below are stated for a fill at the decision close
 )
+SAME_CLOSE = BookAConfig(entry_lag_days=0)  # the default costs, filled at the decision close
 
 
 def make_bars(close, iv, start="2021-03-01") -> DailyBars:
@@ -99,7 +101,7 @@ def test_holding_exit_and_expiry_exit():
     held = simulate_straddles(bars, enter_on(bars, {2: 1.0}), dataclasses.replace(FRICTIONLESS, holding_days=4)).trades
     assert held["exit_date"].iloc[0] == bars.dates[6] and held["exit_reason"].iloc[0] == "holding"
 
-    cfg = dataclasses.replace(BookAConfig(), holding_days=35)  # longer than the 30 calendar-day tenor
+    cfg = dataclasses.replace(SAME_CLOSE, holding_days=35)  # longer than the 30 calendar-day tenor
     expiring = simulate_straddles(bars, enter_on(bars, {2: 1.0}), cfg).trades.iloc[0]
     expiry = bars.dates[2] + pd.Timedelta(days=30)
     first_on_or_after = bars.dates[bars.dates >= expiry][0]
@@ -122,7 +124,7 @@ def test_open_trade_is_closed_on_the_last_date_and_no_entry_on_it():
 def test_overlap_off_blocks_entries_until_exit():
     bars = make_bars(np.full(23, 100.0), 20.0)
     every_day = pd.Series(1.0, index=bars.dates)
-    cfg = dataclasses.replace(BookAConfig(), holding_days=5)
+    cfg = dataclasses.replace(SAME_CLOSE, holding_days=5)
     no_overlap = simulate_straddles(bars, every_day, cfg)
     assert list(no_overlap.trades["entry_date"]) == list(bars.dates[[0, 5, 10, 15, 20]])
     assert (no_overlap.daily["exposure"].abs() <= 1.0 + 1e-12).all()
@@ -166,7 +168,7 @@ def test_daily_book_adds_up_to_the_trades():
 
 def test_delta_hedge_pnl_and_costs():
     bars = make_bars([100.0, 103.0, 103.0], 20.0)
-    cfg = BookAConfig(holding_days=1, delta_hedge=True, hedge_cost_bps=2.0)
+    cfg = BookAConfig(holding_days=1, delta_hedge=True, hedge_cost_bps=2.0, entry_lag_days=0)
     trade = simulate_straddles(bars, enter_on(bars, {0: 1.0}), cfg).trades.iloc[0]
     delta0 = straddle_delta(100.0, 100.0, 30 / 365, 0.2, cfg.rate, cfg.dividend_yield)
     shares = -delta0 / 100.0  # per unit of capital
@@ -226,3 +228,29 @@ def test_positions_from_forecast_threshold_sign_and_cap():
         positions_from_forecast(mu, sigma * 0.0, BookAConfig())
     with pytest.raises(ValueError, match="same index"):
         positions_from_forecast(mu, sigma.iloc[1:], BookAConfig())
+
+
+@pytest.mark.parametrize("lag", [0, 1, 3])
+def test_entry_lag_fills_at_a_later_close_with_that_days_spot_and_iv(lag):
+    close = 100.0 + np.arange(12.0)
+    iv = 15.0 + np.arange(12.0)
+    bars = make_bars(close, iv)
+    cfg = dataclasses.replace(FRICTIONLESS, entry_lag_days=lag, holding_days=2)
+    trades = simulate_straddles(bars, enter_on(bars, {2: 1.0}), cfg).trades
+    assert len(trades) == 1
+    entry = trades.iloc[0]
+    assert entry["entry_date"] == bars.dates[2 + lag]
+    assert entry["strike"] == close[2 + lag]
+    expected = straddle_price(close[2 + lag], close[2 + lag], 30 / 365.0, iv[2 + lag] / 100.0, 0.0, 0.0)
+    assert entry["entry_premium"] == pytest.approx(expected)
+
+
+def test_a_decision_whose_entry_close_lies_past_the_bars_is_not_traded():
+    bars = make_bars(np.full(6, 100.0), 20.0)
+    cfg = dataclasses.replace(FRICTIONLESS, entry_lag_days=1)
+    result = simulate_straddles(bars, enter_on(bars, {5: 1.0}), cfg)
+    assert result.trades.empty and (result.daily["net_pnl"] == 0).all()
+
+
+def test_the_default_fill_is_the_next_close():
+    assert BookAConfig().entry_lag_days == 1

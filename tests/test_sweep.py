@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ from lab_v10.src.dataset.folds import walk_forward_folds
 from lab_v10.src.errors import ConfigError
 from lab_v10.src.eval.sweep import open_storage, run_sweep
 from lab_v10.src.eval.sweep_folds import tuning_folds
-from lab_v10.src.eval.sweep_objective import REJECTED_ATTR, param_budget_violation
+from lab_v10.src.eval.sweep_objective import REJECTED_ATTR, SweepObjective, param_budget_violation
 from lab_v10.src.eval.sweep_space import SweepSpace, ValidationConfig, load_space, suggest_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,19 +59,23 @@ class CheapObjective:
     """No training: a value per scored block from the trial's parameters, reported like the real objective.
 
     ``worsening``: trial k reports k + block, so every trial is worse than the ones before it (prunable).
-    ``fail_number``: that trial raises. ``sleep_s`` keeps workers' trials overlapping.
+    ``fail_number``: that trial raises. ``kill_number``: that trial's process is killed (SIGKILL, as by the
+    out-of-memory killer). ``sleep_s`` keeps workers' trials overlapping.
     """
 
     space: SweepSpace
     worsening: bool = False
     fail_number: int | None = None
     sleep_s: float = 0.0
+    kill_number: int | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = suggest_params(trial, self.space)
         trial.set_user_attr("pid", os.getpid())
         if trial.number == self.fail_number:
             raise RuntimeError(f"deliberate failure in trial {trial.number}")
+        if trial.number == self.kill_number:
+            os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(self.sleep_s)
         value = float(trial.number) if self.worsening else (np.log10(params["train.lr"]) + 3.0) ** 2
         n_blocks = self.space.settings.validation.n_folds
@@ -217,6 +222,45 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert trials[1].user_attrs["error"] == "RuntimeError: deliberate failure in trial 1"
     assert result.states == {"COMPLETE": 3, "FAIL": 1, "REJECTED": 0} and result.n_trials == 4
     assert pd.read_csv(result.csv_path)["user_attrs_error"].notna().sum() == 1
+
+
+def test_a_killed_worker_fails_its_trial_and_the_results_are_still_written(tmp_path):
+    space = cheap_space(tmp_path)
+    result = run_sweep(LabConfig(), space, "killed", 4, tmp_path / "out", workers=2,
+                       objective=CheapObjective(space, kill_number=0, sleep_s=0.3))
+    trials = {t.number: t for t in trials_of(result)}
+    assert trials[0].state.name == "FAIL" and "was killed by SIGKILL during the trial" in trials[0].user_attrs["error"]
+    assert trials[0].user_attrs["worker"].endswith(f":{trials[0].user_attrs['pid']}")  # host:pid of the dead worker
+    assert all(t.state.name == "COMPLETE" for n, t in trials.items() if n != 0)
+    (failure,) = result.worker_failures
+    assert failure.endswith("was killed by SIGKILL (trials marked failed: [0])")
+    frame = pd.read_csv(result.csv_path)
+    assert len(frame) == len(trials) and (frame["state"] == "FAIL").sum() == 1
+    assert json.loads(result.json_path.read_text())["worker_failures"] == [failure]
+
+
+def test_out_and_storage_are_checked_before_any_work(tmp_path, monkeypatch):
+    def no_data(self):
+        raise AssertionError("the data was prepared before the paths were checked")
+
+    monkeypatch.setattr(SweepObjective, "prepare", no_data)
+    space = cheap_space(tmp_path)
+    (tmp_path / "file").write_text("x\n")
+    (tmp_path / "config.yaml").write_text("train:\n  lr: 0.1\n")
+    cases = [
+        ({"out_dir": tmp_path / "file"}, f"--out {tmp_path / 'file'}: expected a folder, but {tmp_path / 'file'} is a file"),
+        ({"out_dir": tmp_path / "file" / "out"}, (f"--out {tmp_path / 'file' / 'out'}: expected a folder, but "
+                                                   f"{tmp_path / 'file'} is a file")),
+        ({"storage": str(tmp_path / "config.yaml")}, (f"--storage {tmp_path / 'config.yaml'}: line 1: expected an "
+                                                      "Optuna journal (one JSON operation per line), got b'train:\\n'")),
+        ({"storage": str(tmp_path)}, f"--storage {tmp_path}: expected a journal file, got a folder"),
+    ]
+    for options, message in cases:
+        kwargs = {"out_dir": tmp_path / "out", **options}
+        with pytest.raises(ConfigError) as err:
+            run_sweep(LabConfig(), space, "paths", 1, kwargs.pop("out_dir"), **kwargs)
+        assert str(err.value) == message
+    assert not (tmp_path / "out").exists()
 
 
 def test_best_config_runs_in_main_v3_with_the_trial_count(tmp_path):

@@ -329,3 +329,72 @@ def test_script_errors_exit_2_with_one_message(tmp_path, tiny_config, capsys):
     assert code == 2
     assert capsys.readouterr().err.endswith("error: --val-days: needs --train-end (without it the first walk-forward "
                                             "fold is used)\n")
+    code = script.main(["--config", str(tiny_config), "--out", str(tiny_config / "run")])
+    assert code == 2 and capsys.readouterr().err == f"error: --out {tiny_config / 'run'}: expected a folder, but " \
+                                                    f"{tiny_config} is a file\n"
+
+
+def test_resume_of_a_damaged_incomplete_or_foreign_run_exits_2_naming_it(tmp_path, tiny_config, tiny_data, capsys):
+    cfg, _ = tiny_data
+    run = tmp_path / "run"
+    train_hrm(cfg, run, DistContext())  # a finished single-network run
+    last = (run / "last.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(last[: len(last) // 2])
+    (tmp_path / "garbage.pt").write_bytes(b"garbage\n")
+    (tmp_path / "empty_run").mkdir()
+    (tmp_path / "ensemble_run" / "member_0").mkdir(parents=True)
+    unreadable = "not a readable checkpoint (truncated, damaged or not written by this lab: "
+    cases = [
+        (["--resume", str(tmp_path / "truncated.pt")], f"error: {tmp_path / 'truncated.pt'}: {unreadable}"),
+        (["--resume", str(tmp_path / "garbage.pt")], f"error: {tmp_path / 'garbage.pt'}: {unreadable}"),
+        (["--resume", str(tmp_path / "empty_run")], (f"error: --resume: {tmp_path / 'empty_run'}: no last.pt in this "
+                                                     "folder; expected the folder of an interrupted single-network run, "
+                                                     "or its last.pt\n")),
+        (["--resume", str(tmp_path / "ensemble_run")], (f"error: --resume: {tmp_path / 'ensemble_run'}: no last.pt in "
+                                                        "this folder (it holds member_0/: an ensemble run's folder)")),
+        (["--resume", str(run), "--set", "train.ensemble_size=2"],
+         f"error: --resume: {run / 'member_0' / 'last.pt'}: checkpoint not found (expected member 0 of an ensemble run)"),
+        (["--resume", str(run / "hrm_adapter.pt")], f"error: {run / 'hrm_adapter.pt'}: expected a training checkpoint "
+         "(last.pt, best.pt) of format 1, got format 'lab_v10.hrm_adapter/3'\n"),
+        (["--resume", str(run), "--set", "train.lr=0.002"],
+         f"error: {run / 'last.pt'}: checkpoint config differs from this trainer's in train.lr (expected the same"),
+    ]
+    script = load_script("train_hrm")
+    for argv, message in cases:
+        code = script.main(["--config", str(tiny_config), "--out", str(tmp_path / "out"), *argv])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith(message) and err.count("\n") == 1, (argv, err)
+        assert not (tmp_path / "out").exists()  # the failed run left no folder behind
+
+
+def test_data_that_contradicts_the_hrm_config_exits_2_before_training(tmp_path, tiny_config, tiny_data, capsys):
+    cfg, _ = tiny_data
+    market = load_market(cfg.data, cfg.seed)
+    bad = dataclasses.replace(cfg, hrm=dataclasses.replace(cfg.hrm, gap_scale_column="vix"))
+    with pytest.raises(ConfigError, match=r"^hrm.gap_scale_column: 'vix' is not a daily feature \(expected one of: "
+                                          r"ret_1d, .*, iv, .*; or null to forecast yA in vol points\)$"):
+        build_dataset(market, bad)
+    assert build_dataset(market, dataclasses.replace(bad, models=["har"])).X_daily.shape[0] > 0  # no HRM: no check
+    negative = dataclasses.replace(cfg, hrm=dataclasses.replace(cfg.hrm, gap_scale_column="ret_1d"))
+    with pytest.raises(ConfigError, match=r"^hrm.gap_scale_column: 'ret_1d' is -?[\d.e-]+ on \d{4}-\d\d-\d\d \(expected > 0"):
+        build_dataset(market, negative)
+    with pytest.raises(ConfigError, match=r"^labels.horizon_minutes: expected fewer minutes than a session holds, got 30"):
+        build_dataset(market, dataclasses.replace(cfg, labels=dataclasses.replace(cfg.labels, horizon_minutes=30)))
+    script = load_script("train_hrm")  # always trains the HRM, whatever cfg.models says
+    code = script.main(["--config", str(tiny_config), "--out", str(tmp_path / "out"), "--set", "models=[har]",
+                        "--set", "hrm.minutes_per_day=20"])
+    assert code == 2 and capsys.readouterr().err.endswith(
+        "error: hrm.minutes_per_day: expected at least 30, the minutes of the longest session (2015-01-02; one "
+        "L-module position per minute), got 20\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_diverged_training_exits_2_with_one_line_and_no_run_folder(tmp_path, tiny_config):
+    done = run_script("scripts/train_hrm.py", "--config", str(tiny_config), "--out", str(tmp_path / "runs" / "hrm"),
+                      "--set", "train.lr=1e30")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    error = done.stderr.splitlines()[-1]
+    assert error.startswith("error: non-finite loss term ") and " at epoch 1, batch 1, segment " in error
+    assert error.endswith(f"; run folder {tmp_path / 'runs' / 'hrm'} (removed: nothing valid was written); try a "
+                          "lower train.lr, train.skip_nonfinite: true, or check the inputs for NaN or extreme values")
+    assert list(tmp_path.iterdir()) == []

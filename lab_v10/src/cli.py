@@ -26,8 +26,9 @@ def add_set_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
-    """Add --data, --daily, --iv, --minutes, --minutes-tz, --tz, --calendar, --fill-missing-minutes,
-    --n-days and --device."""
+    """Add --data, --daily, --iv, --minutes, --minutes-tz, --tz, --calendar, --fill-missing-minutes, the
+    plausibility flags (--allow-implausible-iv, --drop-bad-prints, --drop-non-sessions, --iv-missing,
+    --max-missing-sessions, --allow-minutes-outside-session; data/README.md), --n-days and --device."""
     parser.add_argument("--data", choices=["synthetic", "arch", "files"],
                         help="data source (default: the config's; 'files' is implied by --daily/--iv/--minutes)")
     parser.add_argument("--daily", type=Path, help="daily bars CSV/Parquet: date,open,high,low,close[,volume][,iv]")
@@ -38,6 +39,20 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calendar", help="exchange calendar code for sessions (default XNYS)")
     parser.add_argument("--fill-missing-minutes", action="store_true",
                         help="forward-fill missing regular-session minutes (reported); default: report only")
+    checks = parser.add_argument_group("data plausibility (each stops the run by default; see data/README.md)")
+    checks.add_argument("--allow-implausible-iv", action="store_true",
+                        help="keep implied vol outside 1..500 vol points or far from the realised vol (reported)")
+    checks.add_argument("--drop-bad-prints", action="store_true",
+                        help="drop rows whose price or iv jumps > 5x and reverts within 3 rows (counted, reported)")
+    checks.add_argument("--drop-non-sessions", action="store_true",
+                        help="drop daily rows on weekends/holidays of --calendar (counted, reported)")
+    checks.add_argument("--iv-missing", choices=["error", "drop"],
+                        help="a daily date inside the IV file's range without IV: error (default), or drop its "
+                             "daily row (counted, reported)")
+    checks.add_argument("--max-missing-sessions", type=int, metavar="N",
+                        help="longest run of calendar sessions a daily file may miss (default 10)")
+    checks.add_argument("--allow-minutes-outside-session", action="store_true",
+                        help="keep going when most minute rows miss the regular sessions (reported)")
     parser.add_argument("--n-days", type=int, help="synthetic market length in trading days")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="HRM device (default: the config's, auto)")
 
@@ -60,6 +75,13 @@ def apply_data_flags(cfg: LabConfig, args: argparse.Namespace) -> LabConfig:
         tz=args.tz or data.tz,
         calendar=args.calendar or data.calendar,
         fill_missing_minutes=args.fill_missing_minutes or data.fill_missing_minutes,
+        check_iv_units=data.check_iv_units and not args.allow_implausible_iv,
+        drop_bad_prints=args.drop_bad_prints or data.drop_bad_prints,
+        drop_non_sessions=args.drop_non_sessions or data.drop_non_sessions,
+        iv_missing=args.iv_missing or data.iv_missing,
+        max_missing_sessions=(data.max_missing_sessions if args.max_missing_sessions is None
+                              else args.max_missing_sessions),
+        check_minute_sessions=data.check_minute_sessions and not args.allow_minutes_outside_session,
         synthetic=synthetic,
     )
     train = dataclasses.replace(cfg.train, device=args.device) if args.device else cfg.train

@@ -1,16 +1,16 @@
 """Typed lab configuration loaded from YAML.
 
-One dataclass per section; :func:`load_config` reads a YAML file with ``yaml.safe_load`` and builds a
-:class:`LabConfig`, rejecting unknown keys, wrong types and out-of-range values with a
-:class:`~lab_v10.src.errors.ConfigError` that names the file and the key path, for example::
+One dataclass per section, each field's range check beside its default (:func:`checked`). :func:`load_config`
+reads a YAML file (:func:`read_yaml`: UTF-8, no repeated key, dates as text) into a :class:`LabConfig`, rejecting
+unknown keys, wrong types, non-finite floats and out-of-range values with a ConfigError naming file and key::
 
     config/small.yaml: hrm.l.d_model: expected int > 0, got '768x'
 
-Range checks are declared next to each field with ``field(metadata={"check": ...})`` so the rule and the
-default stand together. Units and time semantics are stated in each field's comment.
+Units and time semantics are stated in each field's comment.
 """
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import math
 import re
@@ -32,7 +32,11 @@ POSITIVE: Check = (lambda v: v > 0, "> 0")
 NON_NEGATIVE: Check = (lambda v: v >= 0, ">= 0")
 PROBABILITY: Check = (lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
 OPEN_UNIT: Check = (lambda v: 0.0 < v < 1.0, "in (0, 1)")
-
+ALL_POSITIVE: Check = (lambda v: len(v) > 0 and all(x > 0 for x in v), "non-empty, all > 0")
+SEED: Check = (lambda v: 0 <= v < 2**32, "in [0, 2**32) (it seeds torch.manual_seed and numpy)")
+SESSION_DATE: Check = (  # years 1900..2199: pandas' dates end in 2262
+    lambda v: (m := re.fullmatch(r"(19\d\d|20\d\d|21\d\d)-(0[1-9]|1[0-2])-(\d\d)", v)) is not None
+    and 1 <= int(m[3]) <= calendar.monthrange(int(m[1]), int(m[2]))[1], "YYYY-MM-DD in 1900..2199")
 
 YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # 1e-3, 5E4: numbers YAML 1.1 leaves as text
 
@@ -46,17 +50,13 @@ def checked_list(default_factory: Callable[[], Any], check: Check | None = None)
     return field(default_factory=default_factory, metadata={"check": check} if check else {})
 
 
-# ----------------------------------------------------------------------------------------------
-# Sections
-
-
 @dataclass
 class SyntheticConfig:
     """Synthetic market generator settings (see data/README.md for the generating process)."""
 
     n_days: int = checked(1000, POSITIVE)  # trading days generated
-    minutes_per_day: int = checked(390, POSITIVE)  # regular-session minute bars per day
-    start: str = "2015-01-02"  # first session date (business days follow)
+    minutes_per_day: int = checked(390, (lambda v: 1 <= v <= 390, "in 1..390 (XNYS session)"))
+    start: str = checked("2015-01-02", SESSION_DATE)  # first session date (business days follow)
     initial_price: float = checked(100.0, POSITIVE)
 
 
@@ -77,6 +77,15 @@ class DataConfig:
     minutes_source_tz: str | None = None  # time zone of naive minute timestamps (None = already exchange tz)
     calendar: str = "XNYS"  # exchange_calendars code used for sessions, holidays and half days
     fill_missing_minutes: bool = False  # fill missing minutes after each session's first bar (logged)
+    # Plausibility checks (data/README.md, "Plausibility checks"): each stops the run unless relaxed here;
+    # every repair is counted in a log line and in the report's data.data_checks.
+    check_iv_units: bool = True  # iv in 1..500 vol points and 0.1..10x realised vol (--allow-implausible-iv)
+    drop_bad_prints: bool = False  # drop rows with a >5x jump that reverts within 3 rows (--drop-bad-prints)
+    drop_non_sessions: bool = False  # drop daily rows on weekends/holidays of `calendar` (--drop-non-sessions)
+    # a daily date inside the IV file's range without IV: "error", or "drop" its daily row (counted, reported)
+    iv_missing: Literal["error", "drop"] = "error"
+    max_missing_sessions: int = checked(10, NON_NEGATIVE)  # longest run of sessions a daily file may skip
+    check_minute_sessions: bool = True  # stop when minutes miss the sessions (--allow-minutes-outside-session)
 
 
 @dataclass
@@ -84,13 +93,9 @@ class FeatureConfig:
     """Causal feature settings. All windows count bars that are known at the row's information time."""
 
     # trailing windows (trading days) of the HAR realized-vol and range-vol averages
-    har_windows: list[int] = checked_list(
-        lambda: [1, 5, 22], (lambda v: len(v) > 0 and all(x > 0 for x in v), "non-empty, all > 0")
-    )
+    har_windows: list[int] = checked_list(lambda: [1, 5, 22], ALL_POSITIVE)
     # IV changes iv(t) - iv(t-k), k in trading days (used only when the daily bars carry iv)
-    iv_change_days: list[int] = checked_list(
-        lambda: [1, 5], (lambda v: len(v) > 0 and all(x > 0 for x in v), "non-empty, all > 0")
-    )
+    iv_change_days: list[int] = checked_list(lambda: [1, 5], ALL_POSITIVE)
     annualization_days: int = checked(252, POSITIVE)  # trading days per year for annualized vols (%)
     atr_minutes: int = checked(30, POSITIVE)  # minute ATR window (EWM span, minutes)
     volume_lookback_days: int = checked(20, POSITIVE)  # past sessions for the time-of-day volume norm
@@ -120,7 +125,10 @@ class WalkForwardConfig:
     train_days: int = checked(500, POSITIVE)  # rolling scheme only: training window rows (>= min_train_days)
     val_days: int = checked(60, POSITIVE)  # rows before each test block; must exceed the label horizon
     test_days: int = checked(120, POSITIVE)
-    embargo_days: int = checked(5, NON_NEGATIVE)  # rows after each test block that never train a model
+    # rows after each test block that never train a model. In walk-forward every test block is scored by a
+    # model trained on earlier rows only, so the embargo protects no score there (it only drops a few training
+    # rows of later folds, from 3 folds on); it matters for CPCV, where training rows follow test groups.
+    embargo_days: int = checked(5, NON_NEGATIVE)
     cpcv_groups: int = checked(6, POSITIVE)  # CPCV (sweep validation.scheme cpcv): contiguous sample groups
     cpcv_test_groups: int = checked(2, POSITIVE)  # groups scored per CPCV split; < cpcv_groups
 
@@ -159,9 +167,8 @@ class HRMConfig:
     daily_features: int = checked(18, POSITIVE)  # F_d: 18 daily features with iv; set from the table at fit time
     minute_features: int = checked(10, POSITIVE)  # F_m: len(INTRADAY_MODEL_COLUMNS); set at fit time
     daily_window: int = checked(192, POSITIVE)  # H tokens: the daily rows ending at d-1
-    # Head A learns yA / X_daily[gap_scale_column] at the forecast date (the gap in units of that day's
-    # implied vol, so forecasts scale with the vol level) and its mu, sigma are multiplied back to vol points;
-    # null: Head A learns yA in vol points (hrm_adapter.py).
+    # Head A learns yA / X_daily[gap_scale_column] at the forecast date (the gap in units of that day's implied vol,
+    # a daily feature > 0) and scales its mu, sigma back to vol points; null: yA in vol points (hrm_adapter.py).
     gap_scale_column: str | None = "iv"
     minutes_per_day: int = checked(390, POSITIVE)  # L tokens: the day's minutes
     H_cycles: int = checked(2, POSITIVE)
@@ -187,9 +194,8 @@ class TrainConfig:
     batch_size: int = checked(32, POSITIVE)  # samples (days) per batch
     epochs: int = checked(20, POSITIVE)  # maximum passes over the training samples
     patience: int = checked(3, POSITIVE)  # epochs without a lower validation loss before stopping
-    # joint: stop on head_a_nll + head_b_bce and keep one best network. per_head: track each head's validation
-    # loss, stop when neither has improved for `patience` epochs, and keep two weight sets, one at each head's
-    # best epoch (Head A forecasts from the first, Head B from the second; hrm_train.py).
+    # joint: stop on head_a_nll + head_b_bce, keep one best network. per_head: stop when neither head's validation
+    # loss improved for `patience` epochs; each head forecasts from the weights of its best epoch (hrm_train.py).
     early_stopping: Literal["joint", "per_head"] = "joint"
     grad_clip: float = checked(1.0, POSITIVE)  # max global L2 norm of the network gradient per step
     autocast_bf16: bool = True  # bf16 autocast (CPU and CUDA) with fp32 master weights
@@ -200,8 +206,7 @@ class TrainConfig:
     skip_nonfinite: bool = False  # skip (and count) a batch with a non-finite loss or gradient, else raise
     deterministic: bool = False  # torch.use_deterministic_algorithms during fit (matters on CUDA)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    # Networks trained independently (own initialisation and batch order) on the same samples; the adapter
-    # averages their forecasts (hrm_adapter.py). 1 = the single HRM of the paper.
+    # networks trained independently on the same samples, forecasts averaged (hrm_adapter.py); 1 = the paper's
     ensemble_size: int = checked(1, POSITIVE)
 
 
@@ -237,6 +242,9 @@ class BookAConfig:
     dividend_yield: float = 0.015  # continuous dividend yield, per year
     tenor_days: int = checked(30, POSITIVE)  # calendar days to expiry at entry
     holding_days: int = checked(5, POSITIVE)  # trading days held before exit (or expiry first)
+    # sessions from the forecast close t to the entry close: 1 = next close with its spot and IV (tradable);
+    # 0 = the signal's own close (optimistic: IV(t) is only known after that close)
+    entry_lag_days: int = checked(1, NON_NEGATIVE)
     threshold: float = checked(0.5, NON_NEGATIVE)  # |mu/sigma| needed to trade
     size_cap: float = checked(1.0, POSITIVE)  # max |position| in units of capital-normalized straddles
     allow_overlap: bool = False
@@ -290,15 +298,9 @@ class BaselineConfig:
     lgbm_min_child_samples: int = checked(20, POSITIVE)  # min training rows per leaf
     lgbm_early_stopping_rounds: int = checked(20, POSITIVE)  # rounds without validation improvement
     # ridge penalties tried by the linear Book A baseline (validation MSE picks one)
-    ridge_alphas: list[float] = checked_list(
-        lambda: [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0],
-        (lambda v: len(v) > 0 and all(x > 0 for x in v), "non-empty, all > 0"),
-    )
+    ridge_alphas: list[float] = checked_list(lambda: [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0], ALL_POSITIVE)
     # inverse L2 strengths tried by the logistic Book B baseline (validation log loss picks one)
-    logistic_cs: list[float] = checked_list(
-        lambda: [0.001, 0.01, 0.1, 1.0, 10.0],
-        (lambda v: len(v) > 0 and all(x > 0 for x in v), "non-empty, all > 0"),
-    )
+    logistic_cs: list[float] = checked_list(lambda: [0.001, 0.01, 0.1, 1.0, 10.0], ALL_POSITIVE)
     logistic_max_iter: int = checked(1000, POSITIVE)  # lbfgs iterations
     num_threads: int = checked(1, POSITIVE)  # LightGBM threads
 
@@ -307,7 +309,7 @@ class BaselineConfig:
 class LabConfig:
     """The whole lab configuration."""
 
-    seed: int = checked(0, NON_NEGATIVE)  # every random draw (data, initialisation, batch order) derives from it
+    seed: int = checked(0, SEED)  # every random draw (data, initialisation, batch order) derives from it
     models: list[str] = field(default_factory=lambda: ["hrm", "har", "linear", "lgbm", "logistic", "rule"])
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -322,22 +324,15 @@ class LabConfig:
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
 
 
-# ----------------------------------------------------------------------------------------------
-# Loading
-
-
 def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+        return "one of " + ", ".join(repr(a) for a in args)
     if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+        return " or ".join(_type_name(a) for a in args)
     if origin is list:
-        (inner,) = typing.get_args(tp)
-        return f"list of {_type_name(inner)}"
-    if tp is type(None):
-        return "null"
-    return getattr(tp, "__name__", str(tp))
+        return f"list of {_type_name(args[0])}"
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
 def _convert(value: Any, tp: Any, where: str) -> Any:
@@ -355,47 +350,36 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        for arg in args:
-            if arg is type(None):
-                continue
+        for arg in (a for a in args if a is not type(None)):
             try:
                 return _convert(value, arg, where)
             except ConfigError:
                 continue
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if origin is list:
-        (inner,) = typing.get_args(tp)
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-        return [_convert(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected bool (true/false), got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected int, got {value!r}")
+        return [_convert(v, typing.get_args(tp)[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp in (bool, int, str):
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            raise ConfigError(f"{where}: expected {'bool (true/false)' if tp is bool else tp.__name__}, got {value!r}")
         return value
     if tp is float:
         if isinstance(value, str) and YAML11_EXPONENT.fullmatch(value.strip()):
-            return float(value)  # YAML 1.1 reads 1e-3 (no dot) as text; it means the number here
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as text; it means the number here
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected float, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected str, got {value!r}")
-        return value
+        return float(value) if isinstance(value, float) or abs(value) < 2**1024 else math.inf  # huge int: inf, rejected
     raise ConfigError(f"{where}: unsupported config type {tp!r}")  # a programming error in this module
 
 
 def _check_range(f: dataclasses.Field, value: Any, tp: Any, where: str) -> None:
+    if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
+        raise ConfigError(f"{where}: expected {'finite numbers' if isinstance(value, list) else 'a finite number'}, "
+                          f"got {value!r}")  # .inf, .nan, 1e999
     check: Check | None = f.metadata.get("check")
-    if check is None or value is None:
-        return
-    predicate, description = check
-    if not predicate(value):
-        raise ConfigError(f"{where}: expected {_type_name(tp)} {description}, got {value!r}")
+    if check is not None and value is not None and not check[0](value):
+        raise ConfigError(f"{where}: expected {_type_name(tp)} {check[1]}, got {value!r}")
 
 
 def _build(cls: type, data: dict, where: str) -> Any:
@@ -404,9 +388,7 @@ def _build(cls: type, data: dict, where: str) -> Any:
     prefix = f"{where}." if where and not where.endswith(": ") else where
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{prefix}{unknown[0]}: unknown key (expected one of: {', '.join(sorted(fields))})"
-        )
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (expected one of: {', '.join(sorted(fields))})")
     kwargs = {}
     for name, value in data.items():
         key_where = f"{prefix}{name}"
@@ -428,22 +410,46 @@ def _build(cls: type, data: dict, where: str) -> Any:
 
 def config_from_dict(data: dict, source: str = "<dict>", cls: type = LabConfig) -> Any:
     """Build a config dataclass from a plain mapping; errors are prefixed with ``source``."""
-    if data is None:
-        data = {}
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     return _build(cls, data, f"{source}: ")
 
 
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader rejecting a key repeated in a mapping (PyYAML keeps the last, silently) and reading dates as text."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        lines: dict[str, int] = {}  # key text -> line of its first occurrence
+        for key, _ in node.value:
+            if key.tag != "tag:yaml.org,2002:merge" and str(key.value) in lines:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key.value!r} repeated (first on line {lines[str(key.value)]})", key.start_mark)
+            lines[str(key.value)] = key.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+StrictLoader.yaml_implicit_resolvers = {c: [(tag, rx) for tag, rx in rs if tag != "tag:yaml.org,2002:timestamp"]
+                                        for c, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()}  # no dates
+
+
 def read_yaml(path: str | Path, what: str = "config") -> Any:
-    """``yaml.safe_load`` of a file; ConfigError naming the file when it is missing or not valid YAML."""
+    """The YAML document in ``path`` read with :class:`StrictLoader`; one-line ConfigError naming the file (and
+    line and column) when it is missing, unreadable, not UTF-8 text or not valid YAML (a repeated key too)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: {what} file not found")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:  # a binary file, or one this user cannot read
+        raise ConfigError(f"{path}: expected a readable UTF-8 text {what} file ({exc})") from None
+    try:
+        return yaml.load(text, Loader=StrictLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)  # a ReaderError (a control character) has a position instead
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else f"character {exc.position}"
+        problem = getattr(exc, "problem", None) or exc.reason
+        raise ConfigError(f"{path}: not valid YAML at {where}: {problem}") from None
 
 
 def load_config(path: str | Path, cls: type = LabConfig) -> Any:
@@ -464,10 +470,8 @@ def validate_config(cfg: Any, source: str = "<config>") -> Any:
 def apply_overrides(cfg: Any, overrides: dict[str, Any] | list[str], source: str = "--set") -> Any:
     """``cfg`` with dotted keys set (``section.key``), validated like a YAML file; errors name ``source``.
 
-    ``overrides`` is a mapping ``{"train.epochs": 2}`` (typed values, e.g. from an Optuna trial) or a list of
-    ``"train.epochs=2"`` strings (the ``--set`` flag: each value is read with ``yaml.safe_load``, so
-    ``2``, ``0.5``, ``true``, ``null`` and ``[1, 2]`` mean what they mean in a config file). ConfigError
-    names the key when it is not ``KEY=VALUE``, a section does not exist, or the key is unknown.
+    ``overrides``: a mapping ``{"train.epochs": 2}`` (typed values, e.g. an Optuna trial's) or ``"KEY=VALUE"``
+    strings (``--set``: each value read like a config file's, so ``2``, ``0.5``, ``true``, ``null``, ``[1, 2]``).
     """
     if isinstance(overrides, dict):
         pairs = list(overrides.items())
@@ -478,7 +482,7 @@ def apply_overrides(cfg: Any, overrides: dict[str, Any] | list[str], source: str
             if not sep or not key.strip():
                 raise ConfigError(f"{source} {item!r}: expected KEY=VALUE, e.g. train.epochs=8")
             try:
-                value = yaml.safe_load(raw)
+                value = yaml.load(raw, Loader=StrictLoader)
             except yaml.YAMLError:
                 raise ConfigError(f"{source} {key}: value {raw!r} is not a YAML scalar or list") from None
             pairs.append((key.strip(), value))

@@ -29,17 +29,11 @@ from lab_v10.src.dataset.folds import Fold, walk_forward_folds
 from lab_v10.src.eval.metrics import classification_metrics, regression_metrics, sharpe_ratio, trading_metrics
 from lab_v10.src.eval.report import console_summary, write_report
 from lab_v10.src.eval.results import BookRun, RunResult
+from lab_v10.src.eval.run_folder import finish_run_folder, prepare_run_folder
+from lab_v10.src.eval.verdict import build_verdict
 from lab_v10.src.models.registry import check_model_names, make_model
 
 log = logging.getLogger("lab.pipeline")
-
-# Which metric decides a winner, and whether larger is better.
-FORECAST_WINNER_METRICS = {
-    "A": {"r2_oos": True, "rmse": False, "gaussian_nll": False, "rank_ic": True},
-    "B": {"auc": True, "brier": False, "log_loss": False, "ece": False},
-}
-TRADING_WINNER_METRICS = {"net_sharpe": True, "net_ann_return": True, "net_max_drawdown": True, "dsr": True}
-
 
 def _fold_dict(fold: Fold) -> dict:
     return {
@@ -72,27 +66,16 @@ def _forecast_metrics(frame: pd.DataFrame, book: str) -> dict[str, dict]:
     return out
 
 
-def _winners(scores: dict[str, dict], rules: dict[str, bool]) -> dict[str, str]:
-    """For each metric, the model with the best value (None values never win)."""
-    winners = {}
-    for metric, larger_better in rules.items():
-        valid = {m: s[metric] for m, s in scores.items() if s.get(metric) is not None}
-        if valid:
-            pick = max if larger_better else min
-            winners[metric] = pick(valid, key=valid.get)
-    return winners
-
-
-def _trading(book: BookRun, n_trials_per_strategy: int) -> None:
-    """Fill ``book.metrics`` with trading metrics; the DSR counts every strategy of the book as a trial."""
+def _deflated_metrics(pnl: dict[str, tuple[pd.Series, pd.Series, pd.Series | None]], n_trials: int) -> dict[str, dict]:
+    """Trading metrics of each strategy from its daily ``(gross, costs, turnover)``; the deflated Sharpe ratio
+    counts every strategy of the set as a trial, times ``n_trials`` configurations tried before this run, with
+    the cross-strategy variance of their Sharpe ratios."""
     # Per-period Sharpe of every strategy tried; a strategy that never trades counts as a trial with Sharpe 0.
-    sharpes = [sharpe_ratio(daily["net_pnl"], periods_per_year=1) or 0.0 for daily in book.daily.values()]
-    n_trials = max(1, len(book.daily)) * n_trials_per_strategy
+    sharpes = [sharpe_ratio(gross - costs, periods_per_year=1) or 0.0 for gross, costs, _ in pnl.values()]
+    trials = max(1, len(pnl)) * n_trials
     sr_variance = float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else None
-    for name, daily in book.daily.items():
-        book.metrics[name] = trading_metrics(
-            daily["gross_pnl"], daily["costs"], daily.get("turnover"), n_trials=n_trials, sr_variance=sr_variance
-        )
+    return {name: trading_metrics(gross, costs, turnover, n_trials=trials, sr_variance=sr_variance)
+            for name, (gross, costs, turnover) in pnl.items()}
 
 
 def _checked(values: pd.Series | None, index: pd.Index, model: str, what: str) -> np.ndarray:
@@ -164,9 +147,13 @@ def _book_a(data: Dataset, forecasts_a: pd.DataFrame, cfg: LabConfig) -> BookRun
     test = pd.DatetimeIndex(forecasts_a["date"].unique())
     positions["always_short"] = pd.Series(-cfg.book_a.size_cap, index=test)
     positions["no_trade"] = pd.Series(0.0, index=test)
-    for name, position in positions.items():
-        result = simulate_straddles(data.market.daily, position, cfg.book_a)
-        book.daily[name] = result.daily.loc[test[0]:]
+    results = {name: simulate_straddles(data.market.daily, position, cfg.book_a) for name, position in positions.items()}
+    # Scored window: the test days, plus the days until the last straddle opened from a test-day forecast exits
+    # (one window for every strategy, so they are compared on the same dates).
+    exits = [r.trades["exit_date"].max() for r in results.values() if len(r.trades)]
+    end = max([test[-1], *exits])
+    for name, result in results.items():
+        book.daily[name] = result.daily.loc[test[0]:end]
         book.trades[name] = result.trades
     return book
 
@@ -204,10 +191,11 @@ def _book_b(data: Dataset, forecasts_b: pd.DataFrame, cfg: LabConfig) -> BookRun
     return book
 
 
-def _portfolio(book_a: BookRun, book_b: BookRun, cfg: LabConfig) -> tuple[dict, dict]:
-    """Combine the two books per strategy name present in both (or the one book that ran)."""
+def _portfolio(book_a: BookRun, book_b: BookRun, cfg: LabConfig, n_trials: int) -> tuple[dict, dict]:
+    """Combine the two books per strategy name present in both (or the one book that ran); the portfolio DSR
+    is deflated like a book's (:func:`_deflated_metrics`)."""
     names = [n for n in book_a.daily if n in book_b.daily] or list(book_a.daily) or list(book_b.daily)
-    out, metrics = {}, {}
+    out, pnl = {}, {}
     for name in names:
         books = {k: b.daily[name] for k, b in (("a", book_a), ("b", book_b)) if name in b.daily}
         calendar = pd.DatetimeIndex(sorted(set().union(*(d.index for d in books.values()))))
@@ -218,13 +206,18 @@ def _portfolio(book_a: BookRun, book_b: BookRun, cfg: LabConfig) -> tuple[dict, 
         daily["costs"] = gross - daily["portfolio"]
         out[name] = daily
         # gross - net is >= 0 by construction (weights >= 0, costs >= 0); clip only float rounding below 0.
-        metrics[name] = trading_metrics(daily["gross"], daily["costs"].clip(lower=0.0))
-    return out, metrics
+        pnl[name] = (daily["gross"], daily["costs"].clip(lower=0.0), None)
+    return out, _deflated_metrics(pnl, n_trials)
 
 
-def run(cfg: LabConfig, out_dir: Path, preset: str = "", n_trials: int = 1) -> RunResult:
-    """Run the whole lab for ``cfg``; write the report into ``out_dir``; return the results."""
-    check_model_names(cfg.models)  # before any work: a typo must not cost a data load
+def run(cfg: LabConfig, out_dir: Path, preset: str = "", n_trials: int = 1, overwrite: bool = False) -> RunResult:
+    """Run the whole lab for ``cfg``; write the report into ``out_dir``; return the results.
+
+    ``out_dir`` is checked and prepared before any work (:mod:`lab_v10.src.eval.run_folder`): a non-empty
+    folder is refused unless ``overwrite``, and it carries an in-progress marker until the report is written.
+    """
+    check_model_names(cfg.models)  # before any work: a typo or a bad folder must not cost a data load
+    prepare_run_folder(out_dir, overwrite)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -262,35 +255,27 @@ def run(cfg: LabConfig, out_dir: Path, preset: str = "", n_trials: int = 1) -> R
     book_b = _book_b(data, forecasts_b, cfg)
     for book in (book_a, book_b):
         if book.skipped is None:
-            _trading(book, n_trials)
+            pnl = {name: (d["gross_pnl"], d["costs"], d.get("turnover")) for name, d in book.daily.items()}
+            book.metrics.update(_deflated_metrics(pnl, n_trials))
         else:
             log.warning(book.skipped)
-    portfolio, portfolio_metrics = _portfolio(book_a, book_b, cfg)
+    portfolio, portfolio_metrics = _portfolio(book_a, book_b, cfg, n_trials)
     lap("books")
 
     forecast_metrics = {}
-    winners = {}
     if not forecasts_a.empty:
         forecast_metrics["A"] = _forecast_metrics(forecasts_a, "A")
-        winners["forecast_A"] = _winners({m: s["all"] for m, s in forecast_metrics["A"].items()}, FORECAST_WINNER_METRICS["A"])
     if not forecasts_b.empty:
         forecast_metrics["B"] = _forecast_metrics(forecasts_b, "B")
-        winners["forecast_B"] = _winners({m: s["all"] for m, s in forecast_metrics["B"].items()}, FORECAST_WINNER_METRICS["B"])
         # The meta-label only matters where the setup fires: score the models on those minutes too.
         on_setup = forecasts_b[forecasts_b["setup_signal"]]
         if on_setup["y_true"].nunique() == 2 and all(on_setup.groupby("fold")["y_true"].nunique() == 2):
             # the rule's probability is constant on setup minutes: nothing to score
             forecast_metrics["B_setup"] = _forecast_metrics(on_setup[on_setup["model"] != "rule"], "B")
-            winners["forecast_B_setup"] = _winners(
-                {m: s["all"] for m, s in forecast_metrics["B_setup"].items()}, FORECAST_WINNER_METRICS["B"]
-            )
         else:
             log.warning("Book B: too few labelled setup minutes with both outcomes to score the meta-label on them")
-    for key, book in (("trading_A", book_a), ("trading_B", book_b)):
-        if book.metrics:
-            winners[key] = _winners(book.metrics, TRADING_WINNER_METRICS)
-    if portfolio_metrics:
-        winners["portfolio"] = _winners(portfolio_metrics, TRADING_WINNER_METRICS)
+    verdict = build_verdict(forecasts_a, forecasts_b, book_a, book_b, portfolio, cfg.labels.horizon_days)
+    lap("verdict")
 
     result = RunResult(
         config=config_to_dict(cfg),
@@ -304,12 +289,13 @@ def run(cfg: LabConfig, out_dir: Path, preset: str = "", n_trials: int = 1) -> R
         book_b=book_b,
         portfolio=portfolio,
         portfolio_metrics=portfolio_metrics,
-        winners=winners,
+        verdict=verdict,
         act_segments=segments,
         n_trials=n_trials,
         timings=timings,
     )
     write_report(result, out_dir)
+    finish_run_folder(out_dir)
     lap("report")
     result.timings.update(timings)
     print(console_summary(result))

@@ -1,8 +1,11 @@
 """Book A: ATM straddles traded on the forecast volatility gap (docs/design.md section 1).
 
 Time semantics. Row *t* of the daily bars is known at the close of day *t*. A position decided with the
-forecast made at close *t* opens a straddle **at the close of t** (strike = close_t, fixed until exit),
-priced with that close's implied vol. It is marked at each following close with that day's spot and IV and
+forecast made at close *t* opens a straddle at the close of the session ``cfg.entry_lag_days`` after *t*
+(strike = that close, fixed until exit), priced with that close's spot and implied vol. ``entry_lag_days: 1``
+(the default) is the fill a trader can get: the forecast needs close *t* and IV(*t*), and an index's IV
+closes after the index does (the VIX 15 minutes after the S&P 500), so nobody can fill at the price the
+signal was computed from. ``entry_lag_days: 0`` fills at close *t* itself: optimistic, for comparison. It is marked at each following close with that day's spot and IV and
 exits at the close of ``t + holding_days`` trading days, or at the first close on or after expiry (``t`` plus
 ``tenor_days`` calendar days) at intrinsic value, whichever comes first. A straddle still open on the last
 date is closed there (exit reason ``end``); no straddle is opened on the last date, since it could never be
@@ -158,9 +161,10 @@ def simulate_straddles(bars: DailyBars, position: pd.Series, cfg: BookAConfig) -
     """Simulate the straddle book for target positions decided at each close (see the module docstring).
 
     ``position``: target size per date (capital units, signed; e.g. from :func:`positions_from_forecast`),
-    indexed by dates of ``bars``; dates absent from it mean no trade. A nonzero position at *t* opens a new
-    straddle of that size at the close of *t* (with ``allow_overlap=False`` only when no straddle is open
-    after that close's exits). Raises ValueError if the bars have no ``iv`` column or the position is
+    indexed by dates of ``bars``; dates absent from it mean no trade. A nonzero position decided at *t* opens
+    a new straddle of that size at the close ``cfg.entry_lag_days`` sessions later (with ``allow_overlap=False``
+    only when no straddle is open after that close's exits); a decision whose entry close lies past the bars
+    is not traded. Raises ValueError if the bars have no ``iv`` column or the position is
     indexed by dates that are not in the bars.
     """
     if not bars.has_iv:
@@ -171,7 +175,9 @@ def simulate_straddles(bars: DailyBars, position: pd.Series, cfg: BookAConfig) -
     frame = bars.frame
     dates = frame.index
     n = len(dates)
-    target = _position_on_bar_dates(position, dates)
+    decided = _position_on_bar_dates(position, dates)  # (n,) by decision close
+    lag = cfg.entry_lag_days
+    target = np.concatenate([np.zeros(min(lag, n)), decided[: max(n - lag, 0)]])  # (n,) by entry close
     spot = frame["close"].to_numpy(dtype=float)
     iv_points = frame["iv"].to_numpy(dtype=float)
     day_number = dates.to_numpy().astype("datetime64[D]").astype(np.int64)  # calendar days

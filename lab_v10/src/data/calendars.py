@@ -111,3 +111,10 @@ def regular_session_minutes(calendar: str, start, end, tz: str | tzinfo) -> pd.D
         return pd.DatetimeIndex([], dtype="datetime64[ns, UTC]", name="timestamp").tz_convert(tz)
     minutes = cal.sessions_minutes(schedule.index[0], schedule.index[-1])
     return pd.DatetimeIndex(minutes.tz_convert(tz), name="timestamp")
+
+
+def sessions_in_range(calendar: str, start, end) -> pd.DatetimeIndex:
+    """Session dates (tz-naive, ascending, named ``date``) of ``calendar`` from ``start`` to ``end`` inclusive."""
+    _, schedule = _schedule(calendar, start, end)
+    sessions = pd.DatetimeIndex(schedule.index, name="date")
+    return sessions if sessions.tz is None else sessions.tz_localize(None)

@@ -3,18 +3,32 @@
 :func:`load_market` turns ``DataConfig`` into a :class:`Market` — daily bars (with ``iv`` when the source has
 it), minute bars when the source has them, the synthetic oracle when the source is synthetic — plus a plain
 description of what was loaded for the report. Nothing downstream reads raw files.
+
+Real sources (files, arch) pass the plausibility checks of ``DataConfig`` (data/README.md, "Plausibility
+checks"); the repairs made and oddities tolerated land in ``description["data_checks"]``. Synthetic data is
+not checked here: it is valid by construction and dated on business days, not an exchange calendar
+(tests/test_data_checks.py shows that it passes the value and clock checks).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
 from lab_v10.src.config import DataConfig
-from lab_v10.src.data.loaders import attach_iv, load_arch_spx_vix, load_daily, load_iv, load_minutes
+from lab_v10.src.data.loaders import (
+    attach_iv,
+    load_arch_spx_vix,
+    load_daily,
+    load_iv,
+    load_minutes,
+)
 from lab_v10.src.data.oracle import Oracle
+from lab_v10.src.data.plausibility import CheckOptions, CheckReport, check_iv_level
 from lab_v10.src.data.schema import DailyBars, MinuteBars
+from lab_v10.src.data.session_checks import check_common_dates
 from lab_v10.src.data.sessions import minute_coverage
 from lab_v10.src.data.synthetic import generate_market_from_config
 from lab_v10.src.errors import ConfigError
@@ -70,9 +84,12 @@ def load_market(cfg: DataConfig, seed: int) -> Market:
     if cfg.source == "synthetic":
         daily, minutes, oracle = generate_market_from_config(cfg.synthetic, seed)
         return Market(daily, minutes, oracle, _describe(daily, minutes, f"synthetic (seed {seed})", None))
+    checks, report = CheckOptions.from_config(cfg), CheckReport()
     if cfg.source == "arch":
-        daily = load_arch_spx_vix()
-        return Market(daily, None, None, _describe(daily, None, "arch: S&P 500 daily + VIX (arch.data)", None))
+        daily = load_arch_spx_vix(checks, report)
+        check_iv_level(daily, "arch.data.vix", checks, report)
+        description = _describe(daily, None, "arch: S&P 500 daily + VIX (arch.data)", None)
+        return Market(daily, None, None, {**description, "data_checks": report.as_dict()})
     if cfg.daily is None and cfg.minutes is None:
         raise ConfigError("data.source is 'files' but neither data.daily (--daily) nor data.minutes (--minutes) is set")
     if cfg.iv is not None and cfg.daily is None:
@@ -80,14 +97,33 @@ def load_market(cfg: DataConfig, seed: int) -> Market:
     minutes = None
     if cfg.minutes is not None:
         minutes = load_minutes(cfg.minutes, tz=cfg.tz, source_tz=cfg.minutes_source_tz, calendar=cfg.calendar,
-                               fill_missing=cfg.fill_missing_minutes)
+                               fill_missing=cfg.fill_missing_minutes, checks=checks, report=report)
     if cfg.daily is not None:
-        daily = load_daily(cfg.daily)
-        if cfg.iv is not None:
-            daily = attach_iv(daily, load_iv(cfg.iv), source=str(cfg.iv))
+        daily = _load_daily_with_iv(cfg, checks, report)
+        if minutes is not None:
+            check_common_dates(daily.dates, daily.source, minutes.session_dates, minutes.source)
     else:
         daily = daily_from_minutes(minutes)
         log.info("no daily file given: %d daily bars aggregated from the minute bars (no iv: Book A cannot run)",
                  len(daily))
     names = ", ".join(str(p) for p in (cfg.daily, cfg.iv, cfg.minutes) if p is not None)
-    return Market(daily, minutes, None, _describe(daily, minutes, f"files: {names}", cfg.calendar))
+    description = _describe(daily, minutes, f"files: {names}", cfg.calendar)
+    return Market(daily, minutes, None, {**description, "data_checks": report.as_dict()})
+
+
+def _load_daily_with_iv(cfg: DataConfig, checks: CheckOptions, report: CheckReport) -> DailyBars:
+    """The daily file with the IV file joined (when given), both checked; the IV level is checked against
+    the realised vol of the closes. Daily rows whose IV was dropped as a bad print go with it (reported)."""
+    daily = load_daily(cfg.daily, checks, report)
+    if cfg.iv is not None:
+        iv = load_iv(cfg.iv, checks, report)
+        bad_days = report.dropped.get(str(Path(cfg.iv)), pd.DatetimeIndex([]))
+        gone = daily.dates.isin(bad_days)
+        if gone.any():
+            report.repaired(daily.source, f"dropped daily rows whose IV in {cfg.iv} was a bad print",
+                            "--drop-bad-prints", [str(d.date()) for d in daily.dates[gone]])
+            daily = DailyBars(daily.frame.loc[~gone], source=daily.source)
+        daily = attach_iv(daily, iv, source=str(cfg.iv), drop_days_without_iv=cfg.iv_missing == "drop", report=report)
+    if daily.has_iv:
+        check_iv_level(daily, str(cfg.iv or cfg.daily), checks, report)
+    return daily

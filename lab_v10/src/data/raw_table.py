@@ -10,6 +10,7 @@ in a CSV file (the header is line 1, so data row *i*, counted from 0, is line *i
 from __future__ import annotations
 
 import contextlib
+import gzip
 import logging
 import re
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ TIME_UNIT = "us"  # resolution of every datetime index the loaders return
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _US_DATE = re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$")
+_TAIL_BYTES = 1 << 16  # bytes read from the end of a CSV file to count its trailing blank lines
 _UTC_OFFSET_SUFFIX = r"(?:[zZ]|[+-]\d{2}:?\d{2})$"  # "Z", "+00:00", "-0400" at the end of a timestamp
 
 
@@ -84,6 +86,7 @@ def read_table(path: str | Path) -> RawTable:
             raise DataValidationError(f"{path}: empty file (expected a header line and data rows)") from None
         except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
             raise DataValidationError(f"{path}: not a readable CSV file ({exc})") from None
+        frame = _without_trailing_blank_lines(frame, path)
     else:
         frame = read_parquet(path)
         if not isinstance(frame.index, pd.RangeIndex):  # e.g. a frame stored with its date/timestamp index
@@ -96,6 +99,36 @@ def read_table(path: str | Path) -> RawTable:
     if frame.empty:
         raise DataValidationError(f"{path}: no data rows (expected at least one row after the header)")
     return RawTable(frame, Rows(str(path), csv))
+
+
+def _trailing_blank_lines(path: Path) -> int:
+    """Number of whitespace-only lines at the end of the text file ``path`` (gzip-compressed for .gz)."""
+    if path.name.lower().endswith(".gz"):
+        with gzip.open(path, "rb") as handle:
+            tail = handle.read()[-_TAIL_BYTES:]
+    else:
+        with path.open("rb") as handle:
+            handle.seek(max(path.stat().st_size - _TAIL_BYTES, 0))
+            tail = handle.read()
+    lines = tail.decode("utf-8", errors="replace").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    count = 0
+    while count < len(lines) - 1 and not lines[len(lines) - 1 - count].strip():
+        count += 1
+    return count
+
+
+def _without_trailing_blank_lines(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``frame`` less the empty rows that come from blank lines at the very end of the file (an editor's
+    extra newline). A blank line between data rows stays and is reported by the parsers as a missing value."""
+    empty_tail = 0
+    while empty_tail < len(frame) and all(not str(cell).strip() for cell in frame.iloc[len(frame) - 1 - empty_tail]):
+        empty_tail += 1
+    drop = min(empty_tail, _trailing_blank_lines(path)) if empty_tail else 0
+    if drop:
+        logger.info("%s: ignored %d blank line(s) at the end of the file", path, drop)
+    return frame.iloc[: len(frame) - drop]
 
 
 def check_columns(raw: RawTable, required: tuple[str, ...], optional: tuple[str, ...], unused: tuple[str, ...] = ()) -> list[str]:
@@ -179,6 +212,15 @@ def parse_dates(raw: RawTable, column: str) -> pd.DatetimeIndex:
     if pos is not None:
         raise DataValidationError(f"{raw.rows.at(pos)}, column {column!r}: {dates[pos]} has a time of day (expected a date)")
     return dates.as_unit(TIME_UNIT)
+
+
+def has_utc_offsets(raw: RawTable, column: str) -> bool:
+    """True when the timestamps carry their own UTC offsets (text ending in an offset, or tz-aware stored
+    times); :func:`parse_timestamps` has checked that all rows agree."""
+    cells = raw.frame[column]
+    if pd.api.types.is_datetime64_any_dtype(cells):
+        return getattr(cells.dtype, "tz", None) is not None
+    return bool(re.search(_UTC_OFFSET_SUFFIX, str(cells.iloc[0]).strip()))
 
 
 def _localize(naive: pd.DatetimeIndex, zone: str, raw: RawTable, column: str) -> pd.DatetimeIndex:

@@ -9,7 +9,8 @@ Time semantics (docs/design.md section 3):
   inside the yA span of *t*, so the same purging covers them; a model reads daily rows <= t = d-1 for them.
 
 Everything that trains or scores a model (the pipeline, the sweep, DDP training, the benchmarks) builds its
-samples here, so they cannot drift apart.
+samples here, so they cannot drift apart. When the HRM will run, the data is checked against its config as
+soon as the daily features exist (:func:`check_hrm_inputs`), before any model trains.
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from lab_v10.src.config import LabConfig
+from lab_v10.src.config import HRMConfig, LabConfig
 from lab_v10.src.data.market import Market
 from lab_v10.src.dataset.folds import Fold
+from lab_v10.src.errors import ConfigError
 from lab_v10.src.features.daily import build_daily_features
 from lab_v10.src.features.intraday import build_intraday_features
 from lab_v10.src.features.labels import make_daily_labels, make_intraday_labels
@@ -40,9 +42,38 @@ class Dataset:
     next_session: pd.Series  # forecast date t -> the next minute session after t (NaT when none)
 
 
-def build_dataset(market: Market, cfg: LabConfig) -> Dataset:
-    """Causal features and labels for ``market`` and the sample dates the folds are built on."""
+def check_hrm_inputs(market: Market, X_daily: pd.DataFrame, hrm: HRMConfig) -> None:
+    """ConfigError naming the ``hrm`` key that ``market`` contradicts: with implied vol (so a Head-A target),
+    ``gap_scale_column`` not a column of ``X_daily`` or not > 0 on some day (it divides yA); a minute session
+    longer than ``minutes_per_day`` (the L-module's positions)."""
+    column = hrm.gap_scale_column
+    if column is not None and market.daily.has_iv:
+        if column not in X_daily.columns:
+            raise ConfigError(f"hrm.gap_scale_column: {column!r} is not a daily feature (expected one of: "
+                              f"{', '.join(X_daily.columns)}; or null to forecast yA in vol points)")
+        bad = X_daily.index[~(X_daily[column] > 0).to_numpy()]
+        if len(bad):
+            raise ConfigError(f"hrm.gap_scale_column: {column!r} is {X_daily.at[bad[0], column]} on {bad[0].date()} "
+                              "(expected > 0 on every day, since it divides yA: e.g. 'iv', or null)")
+    if market.minutes is not None:
+        dates, counts = np.unique(market.minutes.session_labels(), return_counts=True)
+        longest = int(np.argmax(counts))
+        if counts[longest] > hrm.minutes_per_day:
+            raise ConfigError(
+                f"hrm.minutes_per_day: expected at least {counts[longest]}, the minutes of the longest session "
+                f"({pd.Timestamp(dates[longest]).date()}; one L-module position per minute), got {hrm.minutes_per_day}"
+            )
+
+
+def build_dataset(market: Market, cfg: LabConfig, hrm: bool | None = None) -> Dataset:
+    """Causal features and labels for ``market`` and the sample dates the folds are built on.
+
+    ``hrm``: whether the HRM will train on it (default: ``"hrm" in cfg.models``); then :func:`check_hrm_inputs`
+    runs on the daily features before anything else is built.
+    """
     X_daily = build_daily_features(market.daily, cfg.features)
+    if ("hrm" in cfg.models) if hrm is None else hrm:
+        check_hrm_inputs(market, X_daily, cfg.hrm)
     yA = span = None
     if market.daily.has_iv:
         daily_labels = make_daily_labels(market.daily, cfg.labels).reindex(X_daily.index)
@@ -51,6 +82,9 @@ def build_dataset(market: Market, cfg: LabConfig) -> Dataset:
     if market.minutes is not None:
         X_intraday = build_intraday_features(market.minutes, cfg.features)
         yB = make_intraday_labels(market.minutes, X_intraday["atr"], cfg.labels)["yB"].reindex(X_intraday.index)
+        if not yB.notna().any():
+            raise ConfigError(f"labels.horizon_minutes: expected fewer minutes than a session holds, got "
+                              f"{cfg.labels.horizon_minutes}: no minute has a Book B label")
 
     sessions = pd.DatetimeIndex([] if X_intraday is None else X_intraday["session"].unique()).sort_values()
     dates = X_daily.index

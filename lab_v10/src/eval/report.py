@@ -10,7 +10,7 @@ Files (in ``out_dir``):
 - ``summary.json``: strict JSON (no NaN/Infinity; undefined metrics are ``null``) with the config,
   preset, data description, folds, forecast metrics per book, model and fold (and ``"all"``), trading
   metrics per book and strategy (gross and net keys of ``trading_metrics``), portfolio metrics, skipped
-  books, trade counts, winners, ACT segment counts per model with learned halting, ``n_trials`` and
+  books, trade counts, the verdict, ACT segment counts per model with learned halting, ``n_trials`` and
   timings (seconds).
 - ``folds.csv`` (one row per fold; a (start, end) period becomes ``<key>_start``, ``<key>_end``),
   ``forecast_metrics_A.csv`` / ``forecast_metrics_B.csv`` (one row per model and fold, ``"all"`` last),
@@ -72,7 +72,6 @@ TRADING_COLUMNS = (
     ("total_costs", "Costs (total, % capital)", "pct"),
     ("n_days", "Days", "auto"),
 )
-WINNER_LABELS = METRIC_LABELS | {key: title for key, title, _ in TRADING_COLUMNS}
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px;
@@ -105,7 +104,8 @@ def write_report(result: RunResult, out_dir: Path) -> dict[str, Path]:
     """Write every report file of ``result`` into ``out_dir`` (created if needed).
 
     Returns the path of each file written, keyed by file name (plots replaced by a note are not written).
-    Files of an earlier report in the same folder that this run does not produce are left untouched.
+    The pipeline hands it an empty folder (:mod:`lab_v10.src.eval.run_folder`), so no earlier run's file
+    sits beside these.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -140,9 +140,10 @@ def write_report(result: RunResult, out_dir: Path) -> dict[str, Path]:
 
 
 def console_summary(result: RunResult) -> str:
-    """Headline numbers as fixed-width text: per book each model's overall R² (A) or AUC (B), net Sharpe
-    and max drawdown; the portfolio per strategy; skipped books; and one line of winners."""
-    lines = [f"Run: preset {result.preset}, {len(result.folds)} folds, n_trials {result.n_trials}"]
+    """The verdict first, then headline numbers as fixed-width text: per book each model's overall R² (A) or
+    AUC (B), net Sharpe and max drawdown; the portfolio per strategy; skipped books."""
+    lines = [*result.verdict["lines"], "",
+             f"Run: preset {result.preset}, {len(result.folds)} folds, n_trials {result.n_trials}; {fill_rule(result)}"]
     for book, run in (("A", result.book_a), ("B", result.book_b)):
         metric = HEADLINE_FORECAST[book]
         forecasts = result.forecast_metrics.get(book, {})
@@ -166,10 +167,6 @@ def console_summary(result: RunResult) -> str:
     ]
     if rows:
         lines += text_table(["strategy", "net Sharpe", "max DD"], rows)
-    winners = [
-        f"{section}/{metric}: {model}" for section, won in result.winners.items() for metric, model in won.items()
-    ]
-    lines.append("Winners: " + ("; ".join(winners) if winners else "n/a"))
     return "\n".join(lines)
 
 
@@ -317,7 +314,7 @@ def _summary_json(result: RunResult) -> str:
         "portfolio_metrics": result.portfolio_metrics,
         "skipped": {book: run.skipped for book, run in _books(result).items()},
         "n_trades": {book: {s: len(t) for s, t in run.trades.items()} for book, run in _books(result).items()},
-        "winners": result.winners,
+        "verdict": result.verdict,
         "act_segments": segments,
     }
     return json.dumps(json_safe(summary, "summary"), indent=2, allow_nan=False, ensure_ascii=False)
@@ -332,9 +329,11 @@ def _html_page(result: RunResult, figures: list[Plot]) -> str:
     folds = pd.DataFrame([_flat_fold(fold) for fold in result.folds])
     body = [
         "<h1>HRM Dual-Book Trading Lab: run report</h1>",
+        *_verdict_html(result.verdict),
         "<h2>Run</h2>",
         html_table(["Item", "Value"], [["Preset", fmt(result.preset)], ["Folds", fmt(len(result.folds))],
-                                        ["Trials (for the DSR)", fmt(result.n_trials)]]),
+                                        ["Trials (for the DSR)", fmt(result.n_trials)],
+                                        ["Book A fills", fill_rule(result)]]),
         "<h3>Data</h3>",
         html_table(["Field", "Value"], [[k, fmt(v)] for k, v in flatten(result.data).items()]),
         "<h3>Folds</h3>",
@@ -369,10 +368,6 @@ def _html_page(result: RunResult, figures: list[Plot]) -> str:
         if run.skipped:
             body.append(f'<p class="note">{html.escape(BOOK_TITLES[book])} skipped: {html.escape(run.skipped)}</p>')
 
-    body.append("<h2>Winners (which model won each metric)</h2>")
-    rows = [[section, WINNER_LABELS.get(metric, metric), model] for section, won in result.winners.items()
-            for metric, model in won.items()]
-    body.append(html_table(["Section", "Metric", "Winner"], rows))
 
     body.append("<h2>Plots</h2>")
     for plot in figures:
@@ -393,3 +388,32 @@ def _html_page(result: RunResult, figures: list[Plot]) -> str:
         + "\n".join(body)
         + "\n</body></html>\n"
     )
+
+
+def fill_rule(result: RunResult) -> str:
+    """Which close Book A's straddles were filled at (the config's ``book_a.entry_lag_days``), in words."""
+    lag = result.config["book_a"]["entry_lag_days"]
+    if lag == 0:
+        return "Book A fills at the signal's own close (entry_lag_days=0, optimistic)"
+    return f"Book A fills at the close {lag} session(s) after the signal (entry_lag_days={lag})"
+
+
+def _verdict_html(verdict: dict) -> list[str]:
+    """The verdict's sentences, then every comparison of the candidate with each baseline."""
+    body = ["<h2>Verdict</h2>", "<ul>" + "".join(f"<li>{html.escape(line.lstrip('- '))}</li>"
+                                                  for line in verdict["lines"]) + "</ul>"]
+    rows = []
+    for section, part in verdict.get("sections", {}).items():
+        for baseline, comparison in part["versus"].items():
+            for name, test in comparison["tests"].items():
+                headline = baseline == part["best_baseline"] and name == comparison["headline_test"]
+                rows.append([section, baseline + (" (best)" if baseline == part["best_baseline"] else ""), name,
+                             fmt(test["difference"], "metric"), fmt(test["ci_low"], "metric"),
+                             fmt(test["ci_high"], "metric"), fmt(test["p_value"], "prob"),
+                             fmt(comparison.get("p_value_holm"), "prob") if headline else "",
+                             test.get("reason") or ""])
+    if rows:
+        body.append("<h3>Every comparison (difference = candidate - baseline; p two-sided, unadjusted unless Holm)</h3>")
+        body.append(html_table(["Section", "Baseline", "Test", "Difference", "CI low", "CI high", "p", "p (Holm)",
+                                "Note"], rows))
+    return body

@@ -45,7 +45,8 @@ class RunResult:
     - ``forecast_metrics``: ``{"A"|"B": {model: {"fold_<k>": metrics, "all": metrics}}}``.
     - ``book_a``, ``book_b``: per-strategy trading results; ``portfolio``: per-strategy combined results
       (daily DataFrame with at least ``portfolio`` and the weights) and ``portfolio_metrics``.
-    - ``winners``: ``{section: {metric: model}}`` — which model won each headline metric.
+    - ``verdict``: the candidate (the HRM) against the best baseline of each book, with differences,
+      confidence intervals and p-values (:func:`lab_v10.src.eval.verdict.build_verdict`).
     - ``act_segments``: per model with learned halting (``hrm``, ``tshrm``), the ACT segments used per test
       sample and ensemble member.
     - ``n_trials``: the number of configurations tried (1 for a single run; a sweep's count otherwise),
@@ -63,7 +64,7 @@ class RunResult:
     book_b: BookRun
     portfolio: dict[str, pd.DataFrame]
     portfolio_metrics: dict[str, dict]
-    winners: dict[str, dict[str, str]]
+    verdict: dict
     act_segments: dict[str, np.ndarray]
     n_trials: int = 1
     timings: dict[str, float] = field(default_factory=dict)

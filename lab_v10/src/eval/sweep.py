@@ -13,7 +13,11 @@ same ``--study`` resumes it: ``--trials N`` is the number of finished trials (co
 the study should hold, and only the missing ones run. ``--workers K`` starts K processes on the same
 storage and deals the missing trials between them, so one invocation finishes exactly N; concurrent
 invocations (several machines) each stop once the study holds N, overshooting by at most the trials then
-running.
+running. ``--out`` and a journal ``--storage`` are checked before any work (a folder, a journal file).
+
+A worker that dies (killed, out of memory) does not stop the sweep: the trial it left running is marked
+failed (user attribute ``error`` says how the worker ended; each trial records its ``worker``, host:pid),
+the results of the finished trials are written, and :attr:`SweepResult.worker_failures` reports it.
 
 Results in ``--out`` (:func:`write_results`): ``trials.csv`` (every trial: state, values, parameters, fold
 scores, reasons), ``best_config.yaml`` (single objective) or ``best_config_trial<N>.yaml`` per Pareto-optimal
@@ -29,6 +33,8 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
+import socket
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +60,7 @@ log = logging.getLogger("lab.sweep")
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 ERROR_ATTR = "error"  # user attribute: the exception of a failed trial
+WORKER_ATTR = "worker"  # user attribute: host:pid of the process that ran the trial
 HEARTBEAT_S, GRACE_S = 60, 180  # RDB storages: a running trial without a heartbeat for GRACE_S is failed
 DEFAULT_JOURNAL = "optuna_journal.log"
 CSV_FILE, JSON_FILE = "trials.csv", "sweep.json"
@@ -61,8 +68,37 @@ CSV_FILE, JSON_FILE = "trials.csv", "sweep.json"
 Objective = Callable[[Trial], Union[float, Sequence[float]]]
 
 
+def check_folder(path: Path, flag: str) -> None:
+    """ConfigError naming ``flag`` and ``path`` when ``path`` cannot be a folder (it, or a parent, is a file)."""
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {path}: expected a folder, but {existing} is a file")
+
+
+def check_journal(path: Path) -> None:
+    """ConfigError naming ``path`` when it cannot be an Optuna journal: a folder, or a file with a line that is
+    not a JSON operation (a last line without its newline, being written or cut short, is Optuna's to judge)."""
+    check_folder(path.parent, "--storage")
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise ConfigError(f"--storage {path}: expected a journal file, got a folder")
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.endswith(b"\n"):
+                return
+            try:
+                operation = json.loads(line)
+            except ValueError:  # not JSON, not UTF-8
+                operation = None
+            if not isinstance(operation, dict) or "op_code" not in operation:
+                raise ConfigError(f"--storage {path}: line {number}: expected an Optuna journal (one JSON operation "
+                                  f"per line), got {line[:40]!r}")
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """A journal file for a path, Optuna's RDBStorage (with a heartbeat) for a URL with ``://``."""
+    """A journal file for a path (checked by :func:`check_journal`), Optuna's RDBStorage (with a heartbeat) for
+    a URL with ``://``."""
     if "://" in url:
         try:
             with warnings.catch_warnings():  # the heartbeat is marked experimental; this use is the documented one
@@ -71,8 +107,13 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         except Exception as exc:  # a missing driver (ImportError) or a bad URL (SQLAlchemy's ArgumentError)
             raise ConfigError(f"--storage {url}: Optuna cannot open it ({type(exc).__name__}: {exc})") from None
     path = Path(url)
+    check_journal(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _worker_id(pid: int) -> str:
+    return f"{socket.gethostname()}:{pid}"
 
 
 class _RecordErrors:
@@ -82,6 +123,7 @@ class _RecordErrors:
         self.objective = objective
 
     def __call__(self, trial: Trial) -> float | Sequence[float]:
+        trial.set_user_attr(WORKER_ATTR, _worker_id(os.getpid()))
         try:
             return self.objective(trial)
         except optuna.TrialPruned:
@@ -134,6 +176,7 @@ class SweepResult:
     json_path: Path
     commands: list[str]  # main_v3.py runs of the best configs
     dashboard_command: str
+    worker_failures: list[str] = dataclasses.field(default_factory=list)  # per worker that died: how, its trials
 
 
 def run_sweep(
@@ -161,7 +204,10 @@ def run_sweep(
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"--timeout: expected seconds > 0, got {timeout}")
     out_dir = Path(out_dir)
+    check_folder(out_dir, "--out")
     storage = storage or str(out_dir / DEFAULT_JOURNAL)
+    if "://" not in storage:
+        check_journal(Path(storage))
     pruner = space.make_pruner(space.n_steps(cfg.walkforward))
     if objective is None:
         objective = SweepObjective(cfg, space)
@@ -187,6 +233,7 @@ def run_sweep(
         _WorkerJob(storage, study_name, space, objective, pruner, n, n_trials, timeout, int(seed), threads)
         for n, seed in zip(shares, seeds)
     ]
+    failures: list[str] = []
     if len(jobs) == 1:
         _run_worker(jobs[0])
     elif jobs:
@@ -197,11 +244,23 @@ def run_sweep(
             p.start()
         for p in processes:
             p.join()
-        failed = [f"{p.name} (exit code {p.exitcode})" for p in processes if p.exitcode != 0]
-        if failed:
-            raise RuntimeError(f"sweep workers failed: {', '.join(failed)}; see their messages above")
+        failures = [_fail_orphaned_trials(storage, study_name, p) for p in processes if p.exitcode != 0]
     return write_results(optuna.load_study(study_name=study_name, storage=open_storage(storage)), cfg, space,
-                         out_dir, storage)
+                         out_dir, storage, failures)
+
+
+def _fail_orphaned_trials(storage: str, study_name: str, process: multiprocessing.Process) -> str:
+    """Mark failed the trials the dead worker ``process`` left running; one line saying how it ended and which
+    trials it left."""
+    code = process.exitcode
+    how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+    backend = open_storage(storage)
+    running = backend.get_all_trials(backend.get_study_id_from_name(study_name), states=(TrialState.RUNNING,))
+    orphans = [t for t in running if t.user_attrs.get(WORKER_ATTR) == _worker_id(process.pid)]
+    for trial in orphans:
+        backend.set_trial_user_attr(trial._trial_id, ERROR_ATTR, f"worker {process.name} {how} during the trial")
+        backend.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    return f"{process.name} {how} (trials marked failed: {[t.number for t in orphans] or 'none'})"
 
 
 def evaluated_trials(trials: Sequence[FrozenTrial]) -> int:
@@ -214,8 +273,12 @@ def _write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_results(study: optuna.Study, cfg: LabConfig, space: SweepSpace, out_dir: Path, storage: str) -> SweepResult:
-    """Write trials.csv, the best config(s) and sweep.json into ``out_dir`` (module docstring)."""
+def write_results(
+    study: optuna.Study, cfg: LabConfig, space: SweepSpace, out_dir: Path, storage: str,
+    worker_failures: Sequence[str] = (),
+) -> SweepResult:
+    """Write trials.csv, the best config(s) and sweep.json (with ``worker_failures``) into ``out_dir`` (module
+    docstring)."""
     out_dir = Path(out_dir)
     trials = study.get_trials(deepcopy=False)
     frame = study.trials_dataframe()
@@ -247,7 +310,7 @@ def write_results(study: optuna.Study, cfg: LabConfig, space: SweepSpace, out_di
     result = SweepResult(
         study_name=study.study_name, storage=storage, n_trials=n_evaluated, states=dict(states), best=best,
         csv_path=csv_path, json_path=out_dir / JSON_FILE, commands=commands,
-        dashboard_command=f"optuna-dashboard {storage}",
+        dashboard_command=f"optuna-dashboard {storage}", worker_failures=list(worker_failures),
     )
     summary = {
         **{k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()},

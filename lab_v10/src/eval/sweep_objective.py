@@ -100,7 +100,7 @@ class SweepObjective:
     def prepare(self) -> tuple[Dataset, list[Fold]]:
         """The dataset and the sweep folds (built on the first call); ConfigError when they cannot be."""
         if self._prepared is None:
-            data = build_dataset(load_market(self.cfg.data, self.cfg.seed), self.cfg)
+            data = build_dataset(load_market(self.cfg.data, self.cfg.seed), self.cfg, hrm=True)
             if "yA_nll" in self.space.objectives and data.yA is None:
                 raise ConfigError(f"{self.space.source}: objectives: yA_nll needs implied vol (an iv column or --iv)")
             if "yB_log_loss" in self.space.objectives and data.X_intraday is None:

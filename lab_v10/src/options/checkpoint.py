@@ -12,10 +12,12 @@ criterion) and, under per-head early stopping, ``best_head_b.pt`` (Head B's best
 data.store.atomic_output (a crash leaves the old file or the new one, never a partial one);
 ``save_checkpoint`` refuses a model state with a non-finite tensor, so a corrupted checkpoint is never
 written. Resuming (:func:`resume_training`) checks that the checkpoint belongs to the same run (configs
-and sample count) before it loads anything.
+and sample count) before it loads anything. Every failure is a :class:`CheckpointError` (a LabError: one
+line naming the file and what was expected; the CLIs exit 2).
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +26,7 @@ import torch
 
 from lab_v10.src.config import HRMConfig, TrainConfig, config_to_dict
 from lab_v10.src.data.store import atomic_output, write_bytes_atomic
+from lab_v10.src.errors import LabError
 
 CHECKPOINT_FORMAT = 1
 LAST_CHECKPOINT = "last.pt"
@@ -31,8 +34,8 @@ BEST_CHECKPOINT = "best.pt"
 HEAD_B_BEST_CHECKPOINT = "best_head_b.pt"  # per-head early stopping: the weights at Head B's best epoch
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be written (non-finite state) or read (missing, corrupt, wrong format)."""
+class CheckpointError(LabError, ValueError):
+    """A checkpoint cannot be written (non-finite state) or read (missing, corrupt, wrong format, another run's)."""
 
 
 class Stateful(Protocol):
@@ -59,17 +62,29 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         torch.save({"format": CHECKPOINT_FORMAT, **payload}, handle)
 
 
-def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; CheckpointError names the path on any failure."""
+def read_weights_only(path: Path, what: str, map_location: torch.device | str = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``; a one-line CheckpointError naming ``path`` and ``what`` it should
+    be when the file is missing, truncated, damaged or not a torch file (torch's warnings are silenced)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+        raise CheckpointError(f"{path}: {what} not found")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types, with long multi-line messages, for foreign files
+        first = (str(exc).splitlines() or [""])[0].split(". ")[0][:120]
+        raise CheckpointError(f"{path}: not a readable {what} (truncated, damaged or not written by this lab: "
+                              f"{type(exc).__name__}{': ' + first if first else ''})") from None
+
+
+def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; CheckpointError names the path on any failure."""
+    payload = read_weights_only(path, "checkpoint", map_location)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: expected checkpoint format {CHECKPOINT_FORMAT}")
+        found = f"format {payload.get('format')!r}" if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"{path}: expected a training checkpoint (last.pt, best.pt) of format "
+                              f"{CHECKPOINT_FORMAT}, got {found}")
     return payload
 
 
@@ -118,20 +133,27 @@ def resume_training(
 ) -> dict[str, Any]:
     """Load the checkpoint ``path`` into ``parts`` and the RNG states and return its payload.
 
-    ValueError, before anything is loaded, when its :func:`run_config` differs from ``config`` (naming the
-    keys) or it was trained on another number of samples than ``n_train``.
+    CheckpointError, before anything is loaded, when it is not a training checkpoint (no config, sample count,
+    progress, RNG or part states), its :func:`run_config` differs from ``config`` (naming the keys) or it was
+    trained on another number of samples than ``n_train``.
     """
     payload = load_checkpoint(path, device)
+    missing = [key for key in ("config", "n_train", "progress", "rng", *parts) if key not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: expected a trainer's last.pt, got a checkpoint without {', '.join(missing)}")
+    stored = {section: payload["config"].get(section, {}) for section in config}
     mismatched = [
         f"{section}.{key}"
         for section, values in config.items()
-        for key in sorted(set(values) | set(payload["config"][section]))
-        if values.get(key) != payload["config"][section].get(key)
+        for key in sorted(set(values) | set(stored[section]))
+        if values.get(key) != stored[section].get(key)
     ]
     if mismatched:
-        raise ValueError(f"{path}: checkpoint config differs from this trainer's in {', '.join(mismatched)}")
+        raise CheckpointError(f"{path}: checkpoint config differs from this trainer's in {', '.join(mismatched)} "
+                              "(expected the same hrm and train settings; start a new run for changed ones)")
     if payload["n_train"] != n_train:
-        raise ValueError(f"{path}: checkpoint trained on {payload['n_train']} samples, this fit has {n_train}")
+        raise CheckpointError(f"{path}: checkpoint trained on {payload['n_train']} samples, this fit has {n_train} "
+                              "(expected the same data and split)")
     for name, part in parts.items():
         part.load_state_dict(payload[name])
     restore_rng_state(payload["rng"], generator)
@@ -145,7 +167,7 @@ def copy_run(last: Path, out_dir: Path, best_names: list[str]) -> None:
     for name in best_names:
         source = last.parent / name
         if not source.is_file():
-            raise ValueError(f"{last}: the run's best checkpoint {source} is missing")
+            raise CheckpointError(f"{last}: the run's best checkpoint {source} is missing (expected beside it)")
         copies.append((source, out_dir / name))
     for source, target in copies:
         if source.resolve() != target.resolve():

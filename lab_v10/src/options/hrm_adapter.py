@@ -62,6 +62,7 @@ from lab_v10.src.dataset.hrm_tokens import (
 )
 from lab_v10.src.dataset.samples import daily_samples, intraday_samples, require_fitted
 from lab_v10.src.features.intraday import INTRADAY_MODEL_COLUMNS
+from lab_v10.src.options.checkpoint import CheckpointError, read_weights_only
 from lab_v10.src.options.hrm_ensemble import EnsemblePredictions, combine_members, member_seeds
 from lab_v10.src.options.hrm_net import HRMNet
 from lab_v10.src.options.hrm_tensors import HRMTensors
@@ -433,13 +434,13 @@ class HRMAdapter:
 
     @classmethod
     def load(cls, path: str | Path, out_dir: Path | None = None) -> HRMAdapter:
-        """The adapter :meth:`save` wrote to ``path``; its predictions equal the saved adapter's."""
+        """The adapter :meth:`save` wrote to ``path``; its predictions equal the saved adapter's. CheckpointError
+        (a LabError naming ``path``) when the file is missing, damaged or not an adapter file."""
         path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"{path}: HRM checkpoint not found")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_weights_only(path, "HRM adapter file")
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not an HRM adapter checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+            raise CheckpointError(f"{path}: not an HRM adapter checkpoint (expected format {CHECKPOINT_FORMAT!r}, "
+                                  "the hrm_adapter.pt of a run)")
         config = config_from_dict(state["config"], f"{path}: config")
         adapter = cls(config, out_dir)
         adapter.hrm_config_ = config.hrm
@@ -450,14 +451,14 @@ class HRMAdapter:
         adapter.train_mean_ = None if state["train_mean"] is None else float(state["train_mean"])
         seeds = member_seeds(config.seed, config.train.ensemble_size)
         if len(state["nets"]) != len(seeds):
-            raise ValueError(
+            raise CheckpointError(
                 f"{path}: {len(state['nets'])} networks stored, expected train.ensemble_size={len(seeds)}"
             )
         head_b = state["head_b_nets"]
         stored = 0 if head_b is None else len(head_b)
         expected = len(seeds) if config.train.early_stopping == "per_head" else 0
         if stored != expected:
-            raise ValueError(
+            raise CheckpointError(
                 f"{path}: {stored} Head-B networks stored, expected {expected} for train.early_stopping="
                 f"{config.train.early_stopping}"
             )

@@ -302,12 +302,17 @@ class DistributedHRMAdapter(HRMAdapter):
         A single network resumes ``resume_from`` itself (a ``last.pt``, or a run folder holding one). An
         ensemble resumes from the interrupted run's folder: member k from ``member_k/last.pt`` when that
         member had begun (a finished member only restores its best weights), else from the start; its seed
-        is the same as in the interrupted run, so the result equals the uninterrupted run's.
+        is the same as in the interrupted run, so the result equals the uninterrupted run's. ConfigError naming
+        the path when the folder lacks the checkpoint the run needs.
         """
         if self.resume_from is None:
             return None
         run = Path(self.resume_from)
         if self.config.train.ensemble_size == 1:
+            if run.is_dir() and not (run / LAST_CHECKPOINT).is_file():
+                ensemble = " (it holds member_0/: an ensemble run's folder)" if (run / "member_0").is_dir() else ""
+                raise ConfigError(f"--resume: {run}: no {LAST_CHECKPOINT} in this folder{ensemble}; expected the "
+                                  "folder of an interrupted single-network run, or its last.pt")
             return run / LAST_CHECKPOINT if run.is_dir() else run
         if not run.is_dir():
             raise ConfigError(
@@ -394,13 +399,14 @@ def train_hrm(
     Returns the summary (the JSON's content) on every rank; ``members`` holds each member's TrainSummary.
     """
     t0 = time.perf_counter()
-    data = build_dataset(load_market(cfg.data, cfg.seed), cfg)
+    adapter = DistributedHRMAdapter(cfg, out_dir, ctx, resume_from)
+    adapter.member_resume_path(0)  # a resume folder without the checkpoint it needs fails before the data loads
+    data = build_dataset(load_market(cfg.data, cfg.seed), cfg, hrm=True)
     split = holdout_split(data, cfg.walkforward, train_end, val_days)
     if ctx.is_main:
         log.info("split: %s", split.description)
         log.info("world size %d (%s), global batch %d", ctx.world_size, ctx.backend or "single process",
                  cfg.train.batch_size)
-    adapter = DistributedHRMAdapter(cfg, out_dir, ctx, resume_from)
     adapter.fit(data.X_daily, data.X_intraday, data.yA, data.yB, split.train, split.val)
     summary = {
         "members": [

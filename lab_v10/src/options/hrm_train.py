@@ -27,7 +27,12 @@ Non-finite values. After the forward each term is checked (head_a_nll, head_b_bc
 total), after the backward the gradient norm. A non-finite value raises :class:`NonFiniteLossError` naming
 the epoch, batch, segment, term and (for the head terms) the offending training-sample indices; with
 ``skip_nonfinite`` the rest of the batch is skipped instead, no optimizer step is taken and
-``skipped_steps`` counts it. A non-finite validation loss always raises (no early stopping on NaN).
+``skipped_steps`` counts it. A non-finite validation loss always raises (no early stopping on NaN). From
+:meth:`HRMTrainer.fit` the error (a LabError: exit 2 from the CLIs) also names the run folder, so the fold or
+ensemble member, and what to try.
+
+A fit that fails (any exception) before ``last.pt`` exists removes the run folder it created, so a failed run
+leaves no empty folder behind; once ``last.pt`` is written the folder stays, resumable.
 
 Checkpoints (checkpoint.py) in ``out_dir``: ``last.pt`` after every epoch (for resuming), ``best.pt``
 when the validation criterion improves and, per head, ``best_head_b.pt`` when Head B's does; each holds
@@ -50,6 +55,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +92,7 @@ from lab_v10.src.options.segment_loss import TASKS, NonFiniteLossError, bf16_aut
 
 LOG_FILE = "train_log.csv"
 TENSORBOARD_DIR = "tensorboard"
+NON_FINITE_HINT = "try a lower train.lr, train.skip_nonfinite: true, or check the inputs for NaN or extreme values"
 
 
 @dataclass
@@ -106,6 +113,16 @@ class TrainSummary:
 
 # ----------------------------------------------------------------------------------------------
 # Trainer
+
+
+def _outermost_missing(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist (what mkdir(parents=True) creates)."""
+    missing = None
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return missing
+        missing = path
+    return missing
 
 
 def _tensorboard_writer(log_dir: Path):
@@ -180,7 +197,8 @@ class HRMTrainer:
 
     def fit(self, train: HRMTensors, val: HRMTensors, resume_from: Path | None = None) -> TrainSummary:
         """Train with early stopping on ``val``; restore the best weights into ``self.net`` (and, per head, Head
-        B's into ``self.head_b_net``); see module docstring."""
+        B's into ``self.head_b_net``). A failure before the first ``last.pt`` removes the run folder this fit
+        created; NonFiniteLossError names the run folder and what to try (module docstring)."""
         if self._fitted:
             raise RuntimeError("HRMTrainer.fit runs once per trainer; build a new trainer (and resume_from) instead")
         self._fitted = True
@@ -192,19 +210,22 @@ class HRMTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(cfg.warmup_steps, cfg.epochs * n_batches)
         )
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        if resume_from is not None:
-            self._resume(Path(resume_from), len(train))
-        writer = _tensorboard_writer(self.out_dir / TENSORBOARD_DIR) if self.writes_files else None
+        created = _outermost_missing(self.out_dir) if self.writes_files else None
+        if self.writes_files:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         try:
-            with deterministic_algorithms(cfg.deterministic, self.device):
-                for epoch in range(self.progress.epoch + 1, cfg.epochs + 1):
-                    if self.progress.stopped(cfg.patience, self.per_head):
-                        break
-                    self._run_epoch(train, val, epoch, writer)
-        finally:
-            if writer is not None:
-                writer.close()
+            if resume_from is not None:
+                self._resume(Path(resume_from), len(train))
+            self._run_epochs(train, val)
+        except BaseException as exc:
+            removed = created is not None and not self.last_checkpoint.is_file()
+            if removed:
+                shutil.rmtree(created, ignore_errors=True)
+            if isinstance(exc, NonFiniteLossError):
+                kept = " (its last.pt: the last good epoch)" if self.last_checkpoint.is_file() else ""
+                note = " (removed: nothing valid was written)" if removed else kept
+                raise NonFiniteLossError(f"{exc}; run folder {self.out_dir}{note}; {NON_FINITE_HINT}") from None
+            raise
         self._restore_best()
         p = self.progress
         return TrainSummary(
@@ -219,6 +240,20 @@ class HRMTrainer:
             head_b_best_val=p.head_b_best_val if self.per_head else None,
             head_b_checkpoint_path=self.head_b_best_checkpoint if self.per_head else None,
         )
+
+    def _run_epochs(self, train: HRMTensors, val: HRMTensors) -> None:
+        """The epochs of fit from the first one not yet run until early stopping or ``train.epochs``."""
+        cfg = self.train_cfg
+        writer = _tensorboard_writer(self.out_dir / TENSORBOARD_DIR) if self.writes_files else None
+        try:
+            with deterministic_algorithms(cfg.deterministic, self.device):
+                for epoch in range(self.progress.epoch + 1, cfg.epochs + 1):
+                    if self.progress.stopped(cfg.patience, self.per_head):
+                        break
+                    self._run_epoch(train, val, epoch, writer)
+        finally:
+            if writer is not None:
+                writer.close()
 
     def evaluate(self, data: HRMTensors, batch_size: int | None = None) -> dict[str, float]:
         """Validation metrics of ``net`` (hrm_predict.validation_metrics): head_a_nll, head_b_bce, loss,
@@ -294,7 +329,10 @@ class HRMTrainer:
         """Train one epoch, validate, update early stopping, write checkpoints and the log."""
         t0 = time.perf_counter()
         train_metrics = self._train_epoch(train, epoch)
-        val_metrics = self.evaluate(val)
+        try:
+            val_metrics = self.evaluate(val)
+        except NonFiniteLossError as exc:
+            raise NonFiniteLossError(f"{exc} after epoch {epoch}") from None
         p = self.progress
         improved, improved_b = p.record_validation(val_metrics, epoch, self.per_head)
         row = {
@@ -420,8 +458,9 @@ class HRMTrainer:
         if term not in TASKS:
             return ""
         k = TASKS.index(term)
-        bad = labelled[:, k] & active & ~torch.isfinite(losses[:, k].detach())  # (B,)
-        return f", training samples {rows[bad.cpu()].tolist()}"
+        bad = rows[(labelled[:, k] & active & ~torch.isfinite(losses[:, k].detach())).cpu()].tolist()
+        more = f", ... ({len(bad)} in all)" if len(bad) > 8 else ""
+        return f", training samples [{', '.join(map(str, bad[:8]))}{more}]"
 
     def _non_finite(self, message: str) -> None:
         """Raise NonFiniteLossError, or with skip_nonfinite drop the gradients and count a skipped step."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lab_v10.src.errors import LabError
 from lab_v10.src.options.act_halting import gaussian_nll, halt_correctness, minute_bce, segment_q_loss
 from lab_v10.src.options.hrm_net import HRMCarry, HRMNet, HRMSegmentOutput
 from lab_v10.src.options.hrm_tensors import HRMTensors
@@ -27,8 +28,9 @@ from lab_v10.src.options.hrm_tensors import HRMTensors
 TASKS = ("head_a_nll", "head_b_bce")  # the weighted tasks, in this order everywhere
 
 
-class NonFiniteLossError(RuntimeError):
-    """A loss term or gradient became NaN or infinite; the message names where."""
+class NonFiniteLossError(LabError, RuntimeError):
+    """A loss term or gradient became NaN or infinite; the message names where (HRMTrainer.fit adds the run
+    folder and what to try). A LabError: the CLIs print it as one line and exit 2."""
 
 
 def bf16_autocast(device: torch.device, enabled: bool) -> torch.autocast:
