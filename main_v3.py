@@ -25,6 +25,7 @@ from lab_v10.src.cli import add_data_flags, add_set_flag, apply_data_flags
 from lab_v10.src.config import LabConfig, apply_overrides, load_config, validate_config
 from lab_v10.src.errors import ConfigError, LabError
 from lab_v10.src.eval.run_folder import INCOMPLETE_MARKER
+from lab_v10.src.eval.sweep import read_sweep_summary
 from lab_v10.src.models.registry import MODEL_NAMES, check_model_names
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
@@ -33,8 +34,8 @@ log = logging.getLogger("lab")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="HRM dual-book lab: walk-forward, after costs, against baselines.")
-    p.add_argument("--config", type=Path, help="YAML config (default: config/default_hrm27m.yaml with CUDA, "
-                   "else config/small.yaml)")
+    p.add_argument("--config", type=Path, help="YAML config (default: config/real.yaml for --data arch or --daily, "
+                   "else config/default_hrm27m.yaml with CUDA, else config/small.yaml)")
     add_set_flag(p)
     add_data_flags(p)
     p.add_argument("--models", help=f"comma-separated, each once: {','.join(MODEL_NAMES)} (default: the config's)")
@@ -42,16 +43,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true",
                    help="reuse a folder that holds an earlier lab report: its files are removed first")
     p.add_argument("--seed", type=int, help="seed for data, models and training (default: the config's)")
-    p.add_argument("--n-trials", type=int, default=1,
-                   help="configurations tried before this run (e.g. an Optuna sweep), for the deflated Sharpe")
+    p.add_argument("--n-trials", type=int,
+                   help="configurations tried before this run (e.g. an Optuna sweep), for the deflated Sharpe "
+                        "(default 1, or the --sweep file's)")
+    p.add_argument("--sweep", type=Path, metavar="SWEEP_JSON",
+                   help="sweep.json of the sweep this config came from: its trial count feeds the deflated Sharpe "
+                        "and its probability of backtest overfitting goes into the verdict")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
 
-def select_config(path: Path | None, cuda_available: bool) -> tuple[LabConfig, str]:
-    """The config to run and a sentence saying which preset and why."""
+def select_config(path: Path | None, cuda_available: bool, real_data: bool = False) -> tuple[LabConfig, str]:
+    """The config to run and a sentence saying which preset and why. ``real_data`` (``--data arch`` or
+    ``--daily``): the real-data preset, whole-history walk-forward with warm-started refits, with or without CUDA."""
     if path is not None:
         return load_config(path), f"{path} (given with --config)"
+    if real_data:
+        chosen = CONFIG_DIR / "real.yaml"
+        return load_config(chosen), (
+            f"{chosen.relative_to(CONFIG_DIR.parent)} (real data: scores the whole history after a 3-year warm-up, "
+            "expanding walk-forward with a warm-started refit per 6-month test block, CPU widths; --config "
+            "config/small.yaml scores only the last 2 x 120 days)")
     if cuda_available:
         chosen = CONFIG_DIR / "default_hrm27m.yaml"
         return load_config(chosen), f"{chosen.relative_to(CONFIG_DIR.parent)} (CUDA is available: the 27M model)"
@@ -96,15 +108,21 @@ def main(argv: list[str] | None = None) -> int:
 
     out_dir = None
     try:
-        cfg, preset = select_config(args.config, torch.cuda.is_available())
+        cfg, preset = select_config(args.config, torch.cuda.is_available(),
+                                    real_data=args.data == "arch" or args.daily is not None)
         cfg = apply_flags(cfg, args)
         if cfg.train.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
-        if args.n_trials < 1:
-            raise ConfigError(f"--n-trials: expected int >= 1, got {args.n_trials}")
+        sweep = None if args.sweep is None else read_sweep_summary(args.sweep)
+        n_trials = args.n_trials if args.n_trials is not None else (sweep["n_trials"] if sweep else 1)
+        if n_trials < 1:
+            raise ConfigError(f"--n-trials: expected int >= 1, got {n_trials}")
+        if sweep and n_trials != sweep["n_trials"]:
+            raise ConfigError(f"--n-trials {n_trials} contradicts --sweep {args.sweep} ({sweep['n_trials']} trials): "
+                              "give one of them")
         log.info("config: %s", preset)
         out_dir = args.out or Path("reports") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run(cfg, out_dir, preset=preset, n_trials=args.n_trials, overwrite=args.overwrite)
+        run(cfg, out_dir, preset=preset, n_trials=n_trials, overwrite=args.overwrite, sweep=sweep)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -136,7 +136,7 @@ def point_metrics(y: np.ndarray, mu: np.ndarray, train_mean: float) -> dict:
 
 def one_split(cfg: LabConfig) -> WalkForwardConfig:
     """The config's walk-forward reduced to its last fold: one expanding train/validation/test split."""
-    return dataclasses.replace(cfg.walkforward, scheme="expanding", n_folds=1)
+    return dataclasses.replace(cfg.walkforward, mode="last", scheme="expanding", n_folds=1)
 
 
 def score_seed(cfg: LabConfig, seed: int, gap_paths: int, proba_paths: int, threads: int, run_dir: Path) -> dict:

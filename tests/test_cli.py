@@ -4,6 +4,7 @@ YAML, one-line errors naming the key with exit status 2, and the --models and --
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -211,3 +212,12 @@ def test_sweep_whose_worker_died_writes_results_and_exits_1(monkeypatch, tmp_pat
     assert code == 1 and f"trials: {tmp_path / 'trials.csv'}" in captured.out
     assert captured.err == ("error: worker sweep-worker-1 was killed by SIGKILL (trials marked failed: [0]); re-run the "
                             "same command to finish the study\n")
+
+
+def test_sweep_file_and_a_contradicting_n_trials_exit_2(repo_root, tmp_path):
+    summary = tmp_path / "sweep.json"
+    summary.write_text(json.dumps({"study_name": "s", "n_trials": 5, "pbo": {"pbo": None, "reason": "x"}}))
+    proc = subprocess.run([sys.executable, str(repo_root / "main_v3.py"), "--sweep", str(summary), "--n-trials", "3",
+                           "--out", str(tmp_path / "r")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"--n-trials 3 contradicts --sweep {summary} (5 trials)" in proc.stderr

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from test_loaders import assert_error
+
 from lab_v10.src.cli import add_data_flags, apply_data_flags
 from lab_v10.src.config import DataConfig, LabConfig
 from lab_v10.src.data.calendars import sessions_in_range
@@ -40,14 +42,6 @@ UNIVERSE_PAIRS = [("SPY", "VIX"), ("QQQ", "VXN"), ("IWM", "RVX"), ("DIA", "VXD")
                   ("AMZN", "VXAZN"), ("GOOG", "VXGOG")]
 
 
-def assert_error(call, *fragments: str) -> str:
-    with pytest.raises(DataValidationError) as info:
-        call()
-    message = str(info.value)
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    assert "\n" not in message
-    return message
 
 
 def daily_frame(n: int = 260, start: str = "2023-01-03", seed: int = 0, vol: float = 0.01) -> pd.DataFrame:

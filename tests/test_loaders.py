@@ -64,11 +64,13 @@ def naive_strings(index: pd.DatetimeIndex) -> list[str]:
 
 
 def assert_error(call, *fragments: str) -> str:
+    """The one-line DataValidationError of ``call()``, checked to contain every fragment."""
     with pytest.raises(DataValidationError) as info:
         call()
     message = str(info.value)
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert "\n" not in message
     return message
 
 

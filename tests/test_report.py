@@ -332,3 +332,12 @@ def test_drawdown_curve_matches_max_drawdown(result):
     assert dd.shape == (len(pnl),) and (dd <= 0).all()
     assert dd.min() == pytest.approx(max_drawdown(pnl), abs=1e-15)
 
+
+
+def test_verdict_states_the_sweeps_probability_of_backtest_overfitting(result):
+    sweep = {"path": "runs/sweep.json", "study": "s", "n_trials": 12, "pbo": {"pbo": 0.375}}
+    verdict = build_verdict(result.forecasts_a, result.forecasts_b, result.book_a, result.book_b, result.portfolio,
+                            horizon_days=5, sweep=sweep)
+    assert verdict["lines"][-1] == ("- Selection: this configuration is the best of 12 tried in sweep runs/sweep.json; "
+                                    "probability of backtest overfitting (CSCV) = 0.38.")
+    assert verdict["sweep"] == sweep

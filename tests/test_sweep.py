@@ -26,7 +26,7 @@ from lab_v10.src.data.market import load_market
 from lab_v10.src.dataset.dataset import build_dataset, split_dates
 from lab_v10.src.dataset.folds import walk_forward_folds
 from lab_v10.src.errors import ConfigError
-from lab_v10.src.eval.sweep import open_storage, run_sweep
+from lab_v10.src.eval.sweep import open_storage, read_sweep_summary, run_sweep, sweep_pbo
 from lab_v10.src.eval.sweep_folds import tuning_folds
 from lab_v10.src.eval.sweep_objective import REJECTED_ATTR, SweepObjective, param_budget_violation
 from lab_v10.src.eval.sweep_space import SweepSpace, ValidationConfig, load_space, suggest_params
@@ -271,9 +271,10 @@ def test_best_config_runs_in_main_v3_with_the_trial_count(tmp_path):
     cfg = load_config(best["config"])  # a full lab config
     assert cfg.train.lr == best["params"]["train.lr"] and cfg.hrm.H_cycles == best["params"]["hrm.H_cycles"]
     assert cfg.walkforward == load_config(REPO / "config/small.yaml").walkforward
-    assert result.commands == [f"python main_v3.py --config {best['config']} --n-trials 3"]
+    assert result.commands == [f"python main_v3.py --config {best['config']} --sweep {result.json_path}"]
     summary = json.loads(result.json_path.read_text())
     assert summary["n_trials"] == 3 and summary["best"][0]["number"] == best["number"]
+    assert read_sweep_summary(result.json_path)["n_trials"] == 3 and "pbo" in summary["pbo"]
     assert summary["dashboard_command"] == f"optuna-dashboard {tmp_path / 'out' / 'optuna_journal.log'}"
 
 
@@ -446,7 +447,7 @@ def test_sweep_script_trains_the_hrm_on_a_tiny_market(tmp_path):
     trial = complete[best["number"]]
     assert best["values"]["loss"] == pytest.approx((trial.user_attrs["fold_0_loss"] + trial.user_attrs["fold_1_loss"]) / 2)
     assert load_config(best["config"]).train.lr == trial.params["train.lr"]
-    assert f"python main_v3.py --config {best['config']} --n-trials 2" in done.stdout
+    assert f"python main_v3.py --config {best['config']} --sweep {tmp_path / 'out' / 'sweep.json'}" in done.stdout
     assert f"dashboard: optuna-dashboard {storage}" in done.stdout
 
 
@@ -476,3 +477,40 @@ def test_sweep_script_bad_space_exits_2(tmp_path, capsys):
                         "--trials", "1", "--out", str(tmp_path / "out")])
     assert code == 2
     assert capsys.readouterr().err.startswith(f"error: {space}: pruner.patience: unknown key")
+
+
+# ----------------------------------------------------------------------------------------------
+# Probability of backtest overfitting, passed on to main_v3.py --sweep
+
+
+def _scored_trial(number: int, fold_losses: list[float]) -> optuna.trial.FrozenTrial:
+    attrs = {f"fold_{k}_loss": v for k, v in enumerate(fold_losses)}
+    return optuna.trial.create_trial(value=float(np.mean(fold_losses)), user_attrs=attrs,
+                                     state=optuna.trial.TrialState.COMPLETE)
+
+
+def test_sweep_pbo_is_zero_when_one_trial_wins_every_fold_and_undefined_for_one_trial():
+    rng = np.random.default_rng(0)
+    trials = [_scored_trial(k, list(1.0 + rng.normal(0, 0.01, 6))) for k in range(5)]
+    trials.append(_scored_trial(5, [0.5] * 6))  # the lowest loss on every fold
+    pbo = sweep_pbo(trials, "loss")
+    assert pbo["pbo"] == 0.0 and pbo["n_groups"] == 6 and pbo["n_trials"] == 6
+    noise = [_scored_trial(k, list(rng.normal(1.0, 0.1, 8))) for k in range(20)]
+    assert 0.0 < sweep_pbo(noise, "loss")["pbo"] < 1.0
+    lone = sweep_pbo(trials[:1], "loss")
+    assert lone["pbo"] is None and "needs >= 2 complete trials" in lone["reason"]
+
+
+def test_read_sweep_summary_checks_the_file(tmp_path):
+    good = tmp_path / "sweep.json"
+    good.write_text(json.dumps({"study_name": "s", "n_trials": 7, "pbo": {"pbo": 0.25}}))
+    assert read_sweep_summary(good) == {"path": str(good), "study": "s", "n_trials": 7, "pbo": {"pbo": 0.25}}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"n_trials": 0, "pbo": {}}))
+    with pytest.raises(ConfigError, match="expected a sweep.json with n_trials"):
+        read_sweep_summary(bad)
+    with pytest.raises(ConfigError, match="file not found"):
+        read_sweep_summary(tmp_path / "missing.json")
+    (tmp_path / "text.json").write_text("not json")
+    with pytest.raises(ConfigError, match="not a sweep.json"):
+        read_sweep_summary(tmp_path / "text.json")

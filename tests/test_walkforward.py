@@ -142,6 +142,68 @@ def test_labels_longer_than_validation_block_are_an_error():
         walk_forward_folds(times, span_end, cfg())
 
 
+# ----------------------------------------------------------------------------------------------
+# mode: whole_history (the real-data protocol, config/real.yaml)
+
+
+@pytest.mark.parametrize("scheme", ["expanding", "rolling"])
+@pytest.mark.parametrize("seed", [None, 7])
+@pytest.mark.parametrize("n", [700, 731, 300])
+def test_whole_history_tiles_every_sample_after_the_warm_up(scheme, seed, n):
+    times, span_end = daily_samples(n, seed=seed)
+    config = cfg(scheme=scheme, mode="whole_history")
+    folds = walk_forward_folds(times, span_end, config)
+    window = config.train_days if scheme == "rolling" else config.min_train_days
+    first_test = window + config.val_days
+    # every sample after the warm-up is tested once, in consecutive blocks of at most test_days rows
+    tests = np.concatenate([f.test_idx for f in folds])
+    assert tests.tolist() == list(range(first_test, n))
+    sizes = [f.test_idx.size for f in folds]
+    assert len(folds) == -(-(n - first_test) // config.test_days) and max(sizes) <= config.test_days
+    assert max(sizes) - min(sizes) <= 1  # nearly equal blocks: no tiny last block costing a whole refit
+    assert [f.number for f in folds] == list(range(len(folds)))
+    embargo_rows = set()
+    for fold in folds:
+        embargo_rows |= set(range(fold.test_idx[-1] + 1, min(fold.test_idx[-1] + 1 + config.embargo_days, n)))
+    for fold in folds:
+        train, val, test = fold.train_idx, fold.val_idx, fold.test_idx
+        assert train.max() < val.min() and val.max() < test.min()
+        assert val.min() >= test.min() - config.val_days  # the validation block is the val_days rows just before
+        assert not spans_overlap(times, span_end, train, np.concatenate([val, test])).any()
+        assert not spans_overlap(times, span_end, val, test).any()
+        assert not set(train) & embargo_rows
+        if scheme == "expanding":
+            assert train[0] == 0
+        else:
+            assert fold.train_idx.size + fold.purged_train + fold.embargoed == config.train_days
+    # the first fold's training window is exactly the warm-up
+    assert folds[0].train_idx.size + folds[0].purged_train == window
+    if scheme == "expanding" and len(folds) > 1:
+        sizes = [f.train_idx.size for f in folds]
+        assert all(a < b for a, b in zip(sizes, sizes[1:]))  # each refit trains on everything before it
+
+
+def test_last_mode_is_the_default_and_ignores_nothing_it_used_to_read():
+    times, span_end = daily_samples(700, seed=3)
+    default = walk_forward_folds(times, span_end, cfg())
+    last = walk_forward_folds(times, span_end, cfg(mode="last"))
+    assert WalkForwardConfig().mode == "last" and len(default) == 3
+    for a, b in zip(default, last, strict=True):
+        for name in ("train_idx", "val_idx", "test_idx"):
+            assert np.array_equal(getattr(a, name), getattr(b, name))
+    # whole_history ignores n_folds; its last blocks are not the last mode's (other lengths), its coverage is
+    whole = walk_forward_folds(times, span_end, cfg(mode="whole_history", n_folds=1))
+    assert whole[-1].test_idx[-1] == default[-1].test_idx[-1] == 699 and len(whole) == 8  # ceil(460 / 60)
+
+
+def test_whole_history_too_short_data_names_rows_needed_and_available():
+    times, span_end = daily_samples(240)
+    with pytest.raises(ConfigError, match=r"whole-history walk-forward needs more than 240 daily rows \(warm-up "
+                                          r"min_train_days=200 \+ val_days=40.*only 240 are available"):
+        walk_forward_folds(times, span_end, cfg(mode="whole_history"))
+    assert len(walk_forward_folds(*daily_samples(241), cfg(mode="whole_history"))) == 1
+
+
 @pytest.mark.parametrize(
     "times, span_end, message",
     [

@@ -210,8 +210,12 @@ def _portfolio(book_a: BookRun, book_b: BookRun, cfg: LabConfig, n_trials: int) 
     return out, _deflated_metrics(pnl, n_trials)
 
 
-def run(cfg: LabConfig, out_dir: Path, preset: str = "", n_trials: int = 1, overwrite: bool = False) -> RunResult:
+def run(cfg: LabConfig, out_dir: Path, preset: str = "", n_trials: int = 1, overwrite: bool = False,
+        sweep: dict | None = None) -> RunResult:
     """Run the whole lab for ``cfg``; write the report into ``out_dir``; return the results.
+
+    ``n_trials``: configurations tried before this run (deflated Sharpe); ``sweep``: the sweep the config
+    came from (``eval.sweep.read_sweep_summary``), whose probability of backtest overfitting the verdict states.
 
     ``out_dir`` is checked and prepared before any work (:mod:`lab_v10.src.eval.run_folder`): a non-empty
     folder is refused unless ``overwrite``, and it carries an in-progress marker until the report is written.
@@ -274,7 +278,7 @@ def run(cfg: LabConfig, out_dir: Path, preset: str = "", n_trials: int = 1, over
             forecast_metrics["B_setup"] = _forecast_metrics(on_setup[on_setup["model"] != "rule"], "B")
         else:
             log.warning("Book B: too few labelled setup minutes with both outcomes to score the meta-label on them")
-    verdict = build_verdict(forecasts_a, forecasts_b, book_a, book_b, portfolio, cfg.labels.horizon_days)
+    verdict = build_verdict(forecasts_a, forecasts_b, book_a, book_b, portfolio, cfg.labels.horizon_days, sweep)
     lap("verdict")
 
     result = RunResult(

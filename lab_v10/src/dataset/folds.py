@@ -66,13 +66,17 @@ class Fold:
 def walk_forward_folds(
     times: pd.DatetimeIndex, span_end: pd.DatetimeIndex, cfg: WalkForwardConfig
 ) -> list[Fold]:
-    """Walk-forward folds over the last ``n_folds * test_days`` samples, in time order.
+    """Purged, embargoed walk-forward folds in time order; ``cfg.mode`` places the test blocks.
 
-    Fold ``k`` tests on the ``k``-th of ``n_folds`` consecutive blocks of ``test_days`` rows that end the
-    sample; the ``val_days`` rows before its test block validate it (early stopping); training uses the rows
-    before that: all of them (``scheme="expanding"``) or the last ``train_days`` (``"rolling"``). The first
-    fold's training window must hold at least ``min_train_days`` rows before purging (for ``rolling``,
-    ``train_days >= min_train_days`` is required). Purging and embargo follow the module docstring.
+    ``mode="last"``: fold ``k`` tests on the ``k``-th of ``n_folds`` consecutive blocks of ``test_days`` rows
+    that end the sample. ``mode="whole_history"``: the test blocks tile every sample after the warm-up (the
+    first training window, then ``val_days`` rows): ``ceil(rest / test_days)`` consecutive blocks of nearly
+    equal length, at most ``test_days`` rows each, the last ending with the last sample, so a run scores the
+    whole history after the warm-up with a refit per block. Either way the ``val_days`` rows before a test
+    block validate it (early stopping); training uses the rows before that: all of them
+    (``scheme="expanding"``) or the last ``train_days`` (``"rolling"``). The first fold's training window
+    must hold at least ``min_train_days`` rows before purging (for ``rolling``, ``train_days >=
+    min_train_days`` is required). Purging and embargo follow the module docstring.
 
     Raises ConfigError when the data is too short for the requested folds, or when purging empties a
     training or validation set (labels that look further ahead than the validation block is long).
@@ -85,18 +89,29 @@ def walk_forward_folds(
             f"rolling scheme, got {cfg.train_days}"
         )
     window_name, window = ("train_days", cfg.train_days) if rolling else ("min_train_days", cfg.min_train_days)
-    needed = window + cfg.val_days + cfg.n_folds * cfg.test_days
-    if t.size < needed:
-        raise ConfigError(
-            f"walkforward: {cfg.scheme} walk-forward needs at least {needed} daily rows ({window_name}={window} "
-            f"+ val_days={cfg.val_days} + n_folds={cfg.n_folds} x test_days={cfg.test_days}), but only "
-            f"{t.size} are available"
-        )
-
-    first_test = t.size - cfg.n_folds * cfg.test_days
-    test_blocks = [
-        np.arange(first_test + k * cfg.test_days, first_test + (k + 1) * cfg.test_days) for k in range(cfg.n_folds)
-    ]
+    if cfg.mode == "whole_history":
+        first_test = window + cfg.val_days
+        if t.size <= first_test:
+            raise ConfigError(
+                f"walkforward: whole-history walk-forward needs more than {first_test} daily rows (warm-up "
+                f"{window_name}={window} + val_days={cfg.val_days}, then at least one test row), but only "
+                f"{t.size} are available"
+            )
+        n_blocks = -(-(t.size - first_test) // cfg.test_days)  # ceil
+        test_blocks = np.array_split(np.arange(first_test, t.size), n_blocks)
+    else:
+        needed = window + cfg.val_days + cfg.n_folds * cfg.test_days
+        if t.size < needed:
+            raise ConfigError(
+                f"walkforward: {cfg.scheme} walk-forward needs at least {needed} daily rows ({window_name}={window} "
+                f"+ val_days={cfg.val_days} + n_folds={cfg.n_folds} x test_days={cfg.test_days}), but only "
+                f"{t.size} are available"
+            )
+        first_test = t.size - cfg.n_folds * cfg.test_days
+        test_blocks = [
+            np.arange(first_test + k * cfg.test_days, first_test + (k + 1) * cfg.test_days)
+            for k in range(cfg.n_folds)
+        ]
     embargoed = _embargo_mask(t.size, test_blocks, cfg.embargo_days)
 
     folds = []

@@ -23,7 +23,8 @@ Results in ``--out`` (:func:`write_results`): ``trials.csv`` (every trial: state
 scores, reasons), ``best_config.yaml`` (single objective) or ``best_config_trial<N>.yaml`` per Pareto-optimal
 trial (multi-objective), each a full lab config for ``main_v3.py --config``, and ``sweep.json`` with
 ``n_trials``: the configurations evaluated (finished trials minus rejected ones), the trial count
-``main_v3.py --n-trials`` gives the deflated Sharpe ratio.
+``main_v3.py --n-trials`` gives the deflated Sharpe ratio, and ``pbo``: the probability of backtest
+overfitting of the best trial (:func:`sweep_pbo`); ``main_v3.py --sweep sweep.json`` reads both.
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from lab_v10.src.config import LabConfig, apply_overrides, config_to_dict
 from lab_v10.src.data.store import atomic_output
 from lab_v10.src.errors import ConfigError
+from lab_v10.src.eval.pbo import probability_of_backtest_overfitting
 from lab_v10.src.eval.sweep_objective import REJECTED_ATTR, SweepObjective
 from lab_v10.src.eval.sweep_space import SweepSpace
 
@@ -273,6 +275,40 @@ def _write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def read_sweep_summary(path: Path) -> dict:
+    """The ``n_trials`` and ``pbo`` of a ``sweep.json`` (:func:`write_results`) for ``main_v3.py --sweep``;
+    ConfigError naming the file and what was expected."""
+    path = Path(path)
+    try:
+        summary = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--sweep {path}: file not found (expected the sweep.json of scripts/sweep_optuna.py)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--sweep {path}: not a sweep.json ({type(exc).__name__}: {exc})") from None
+    n_trials = summary.get("n_trials") if isinstance(summary, dict) else None
+    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1 or "pbo" not in summary:
+        raise ConfigError(f"--sweep {path}: expected a sweep.json with n_trials (int >= 1) and pbo keys")
+    return {"path": str(path), "study": summary.get("study_name"), "n_trials": n_trials, "pbo": summary["pbo"]}
+
+
+def sweep_pbo(trials: Sequence[FrozenTrial], objective: str) -> dict:
+    """Probability of backtest overfitting of picking the best trial (CSCV, :mod:`lab_v10.src.eval.pbo`) over
+    the completed trials' per-fold scores of ``objective`` (a loss: negated, so higher is better), the folds
+    as time blocks and the largest even number of groups <= min(folds, 16). ``pbo`` is None with a
+    ``reason`` when fewer than 2 complete trials or 2 folds are scored."""
+    scored = [t for t in trials if t.state == TrialState.COMPLETE and REJECTED_ATTR not in t.user_attrs]
+    folds = sorted({int(k.split("_")[1]) for t in scored for k in t.user_attrs
+                    if k.startswith("fold_") and k.endswith(f"_{objective}")})
+    complete = [t for t in scored if all(f"fold_{f}_{objective}" in t.user_attrs for f in folds)]
+    groups = min(len(folds), 16) // 2 * 2
+    if len(complete) < 2 or groups < 2:
+        return {"pbo": None, "reason": f"needs >= 2 complete trials and >= 2 scored folds, got {len(complete)} "
+                f"trials and {len(folds)} folds", "objective": objective}
+    scores = -np.array([[t.user_attrs[f"fold_{f}_{objective}"] for t in complete] for f in folds])  # (folds, trials)
+    result = probability_of_backtest_overfitting(scores, n_groups=groups)
+    return {**result.to_dict(), "objective": objective, "trials": [t.number for t in complete]}
+
+
 def write_results(
     study: optuna.Study, cfg: LabConfig, space: SweepSpace, out_dir: Path, storage: str,
     worker_failures: Sequence[str] = (),
@@ -304,7 +340,7 @@ def write_results(
         config = apply_overrides(cfg, trial.params, f"trial {trial.number}")
         _write_text(path, header + yaml.safe_dump(config_to_dict(config), sort_keys=False))
         best.append({"number": trial.number, "values": values, "params": trial.params, "config": str(path)})
-        commands.append(f"python main_v3.py --config {path} --n-trials {max(1, n_evaluated)}")
+        commands.append(f"python main_v3.py --config {path} --sweep {out_dir / JSON_FILE}")
     states = collections.Counter(t.state.name for t in trials)
     states["REJECTED"] = sum(REJECTED_ATTR in t.user_attrs for t in trials)
     result = SweepResult(
@@ -317,6 +353,7 @@ def write_results(
         "objectives": space.objectives,
         "directions": space.directions,
         "space": space.source,
+        "pbo": sweep_pbo(trials, space.objectives[0]),
     }
     _write_text(result.json_path, json.dumps(summary, indent=2))
     return result

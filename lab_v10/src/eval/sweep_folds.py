@@ -55,7 +55,8 @@ def tuning_folds(data: Dataset, cfg: LabConfig, validation: ValidationConfig) ->
         if validation.scheme == "cpcv":
             folds = _cpcv_folds(times, spans, cfg.walkforward)
         else:
-            inner = dataclasses.replace(cfg.walkforward, n_folds=validation.n_folds, test_days=validation.block_days)
+            inner = dataclasses.replace(cfg.walkforward, mode="last", n_folds=validation.n_folds,
+                                        test_days=validation.block_days)
             folds = walk_forward_folds(times, spans, inner)
     except ConfigError as exc:
         raise ConfigError(f"{where} ({exc})") from None

@@ -124,10 +124,13 @@ def build_verdict(
     book_b: BookRun,
     portfolio: dict[str, pd.DataFrame],
     horizon_days: int,
+    sweep: dict | None = None,
 ) -> dict:
     """The ``verdict`` section of summary.json (module docstring): per section the comparisons of the
     candidate with every baseline, the best baseline, the headline test with its Holm-adjusted p-value, and
-    ``lines``, one sentence per section for the console and the report."""
+    ``lines``, one sentence per section for the console and the report. ``sweep`` (the sweep the config was
+    chosen by, with ``n_trials`` and ``pbo``) adds a line on the selection's probability of backtest
+    overfitting."""
     models = list(dict.fromkeys([*forecasts_a.get("model", []), *forecasts_b.get("model", []),
                                  *book_a.daily, *book_b.daily]))
     model = candidate_model(models)
@@ -155,7 +158,13 @@ def build_verdict(
     lines = [f"Verdict for {model} against the best baseline of each section (difference = {model} - baseline, "
              f"95% CI, two-sided p; Holm-adjusted over {len(testable)} headline tests):"]
     lines += [_line(key, comparison) for key, comparison in heads]
-    return {"model": model, "alpha": ALPHA, "sections": sections, "lines": lines}
+    if sweep is not None:
+        pbo = sweep["pbo"].get("pbo")
+        lines.append(f"- Selection: this configuration is the best of {sweep['n_trials']} tried in sweep "
+                     f"{sweep['path']}; " + ("probability of backtest overfitting not computed: "
+                                             f"{sweep['pbo'].get('reason')}." if pbo is None else
+                                             f"probability of backtest overfitting (CSCV) = {pbo:.2f}."))
+    return {"model": model, "alpha": ALPHA, "sections": sections, "lines": lines, "sweep": sweep}
 
 
 SECTION_TITLES = {

@@ -1,4 +1,4 @@
-"""Atomic, ``weights_only``-loadable training checkpoints of the HRM trainer, and resuming from them.
+"""Atomic, ``weights_only``-loadable training checkpoints of the HRM trainer; resuming and warm-starting from them.
 
 A checkpoint is one ``torch.save`` file holding plain containers, tensors, numbers and strings only, so
 ``torch.load(path, weights_only=True)`` accepts it::
@@ -111,10 +111,11 @@ def restore_rng_state(state: Mapping[str, Any], generator: torch.Generator) -> N
 
 
 def run_config(hrm_cfg: HRMConfig, train_cfg: TrainConfig) -> dict[str, dict[str, Any]]:
-    """The configs a checkpoint records and a resume must match; where a run executes (``train.device``)
-    does not change what it computes, so it is left out."""
+    """The configs a checkpoint records and a resume must match; where and how a run executes
+    (``train.device``, ``train.threads``) does not change what it computes, so it is left out."""
     train = config_to_dict(train_cfg)
     train.pop("device")
+    train.pop("threads")
     return {"hrm": config_to_dict(hrm_cfg), "train": train}
 
 
@@ -172,3 +173,18 @@ def copy_run(last: Path, out_dir: Path, best_names: list[str]) -> None:
     for source, target in copies:
         if source.resolve() != target.resolve():
             write_bytes_atomic(source.read_bytes(), target)
+
+
+def warm_start_weights(path: Path, hrm_cfg: HRMConfig) -> dict[str, torch.Tensor]:
+    """The network weights (``model``) of the checkpoint ``path`` (a previous fold's best.pt) to start a new fit
+    from (``train.warm_start``). CheckpointError naming ``path`` when it is missing or damaged, or was trained
+    with other ``hrm`` settings (naming the keys; e.g. other widths or feature counts)."""
+    payload = load_checkpoint(path)
+    stored = payload.get("config", {}).get("hrm", {}) if isinstance(payload.get("config"), dict) else {}
+    wanted = config_to_dict(hrm_cfg)
+    mismatched = [f"hrm.{key}" for key in sorted(set(wanted) | set(stored)) if wanted.get(key) != stored.get(key)]
+    if "model" not in payload or mismatched:
+        problem = f"hrm settings differ in {', '.join(mismatched)}" if mismatched else "it holds no model weights"
+        raise CheckpointError(f"{path}: cannot warm-start from this checkpoint: {problem} (expected the previous "
+                              "fold's best.pt of the same run)")
+    return payload["model"]

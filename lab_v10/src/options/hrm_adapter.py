@@ -33,6 +33,12 @@ one after the other on the same samples and scalers, member *k* from its own see
 (``out_dir/member_k``; ``out_dir`` itself when K = 1); the forecasts are the mixture of the members'. Each
 member reads only what a single network reads, so the time semantics above hold for the ensemble.
 
+Warm start (``fit(..., init_from=folder)``, ``train.warm_start``): member *k* starts from the best weights
+(``best.pt``) of member *k* of an earlier fit whose run folder is ``folder`` and trains
+``train.warm_start_epochs`` epochs of ``train.warm_start_samples`` samples; the scalers and the target's
+moments are still fitted on this fit's training samples. Causal when that fit's training and validation
+labels end before this fit's test dates (walk-forward: the previous fold, :mod:`~lab_v10.src.options.hrm_model`).
+
 Input conventions and checks are those of :mod:`lab_v10.src.dataset.samples` (a bad table, date, label or
 value raises ValueError naming it).
 """
@@ -62,7 +68,7 @@ from lab_v10.src.dataset.hrm_tokens import (
 )
 from lab_v10.src.dataset.samples import daily_samples, intraday_samples, require_fitted
 from lab_v10.src.features.intraday import INTRADAY_MODEL_COLUMNS
-from lab_v10.src.options.checkpoint import CheckpointError, read_weights_only
+from lab_v10.src.options.checkpoint import BEST_CHECKPOINT, CheckpointError, read_weights_only, warm_start_weights
 from lab_v10.src.options.hrm_ensemble import EnsemblePredictions, combine_members, member_seeds
 from lab_v10.src.options.hrm_net import HRMNet
 from lab_v10.src.options.hrm_tensors import HRMTensors
@@ -100,6 +106,11 @@ def _build_net(hrm: HRMConfig, seed: int) -> HRMNet:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return HRMNet(hrm)
+
+
+def member_folder(root: Path, member: int, ensemble_size: int) -> Path:
+    """The run folder of ensemble member ``member`` under ``root``: ``root`` itself for one network."""
+    return Path(root) if ensemble_size == 1 else Path(root) / f"member_{member}"
 
 
 def _cpu_state(net: HRMNet) -> dict[str, torch.Tensor]:
@@ -150,6 +161,7 @@ class HRMAdapter:
         yB: pd.Series | None,
         train_idx: pd.DatetimeIndex,
         val_idx: pd.DatetimeIndex,
+        init_from: Path | None = None,
     ) -> HRMAdapter:
         """Fit on the samples of the ``train_idx`` forecast dates, early-stop on those of ``val_idx``.
 
@@ -158,8 +170,8 @@ class HRMAdapter:
         and ``yB`` are both given or both None (daily-only: Head B sees no minutes). With minutes, ``yB``
         needs a row for every minute of the paired sessions, the training minutes both classes and the
         validation sessions some labelled minute. ``yA=None`` (no implied vol, so no gap label) trains Head B
-        only: Head A's loss is masked, ``train_mean_`` is None and ``predict_daily`` is meaningless. Returns
-        ``self``.
+        only: Head A's loss is masked, ``train_mean_`` is None and ``predict_daily`` is meaningless.
+        ``init_from``: warm start from the run folder of an earlier fit (module docstring). Returns ``self``.
         """
         self.__dict__.pop("trainers_", None)  # a fit that fails below leaves the adapter unfitted
         if (X_intraday is None) != (yB is None):
@@ -227,7 +239,13 @@ class HRMAdapter:
         for member, seed in enumerate(seeds):
             if len(seeds) > 1:
                 logger.info("hrm: training ensemble member %d of %d (seed %d)", member + 1, len(seeds), seed)
-            trainer = self._trainer(_build_net(self.hrm_config_, seed), member, seed)
+            net = _build_net(self.hrm_config_, seed)
+            if init_from is None:
+                trainer = self._trainer(net, member, seed)
+            else:
+                start = member_folder(init_from, member, len(seeds)) / BEST_CHECKPOINT
+                net.load_state_dict(warm_start_weights(start, self.hrm_config_))
+                trainer = self._trainer(net, member, seed, warm=True)
             self.summaries_.append(trainer.fit(train, val))
             trainers.append(trainer)
         self.trainers_ = trainers
@@ -255,7 +273,7 @@ class HRMAdapter:
 
     def member_dir(self, member: int) -> Path:
         """The run folder of ensemble member ``member``: ``out_dir`` for a single network, else out_dir/member_k."""
-        return self.out_dir if self.config.train.ensemble_size == 1 else self.out_dir / f"member_{member}"
+        return member_folder(self.out_dir, member, self.config.train.ensemble_size)
 
     def _with_history(
         self, dates: pd.DatetimeIndex, y: pd.Series, role: str
@@ -299,10 +317,14 @@ class HRMAdapter:
             tokens = minute_tokens(self.minute_scaler_.transform(minutes.values), labels, minutes.sessions, sessions)
         return _tensors(x_daily, tokens, (y_a - self.y_mean_) / self.y_std_)
 
-    def _trainer(self, net: HRMNet, member: int, seed: int) -> HRMTrainer:
-        """The trainer of ensemble member ``member`` (its batch order drawn from ``seed``)."""
-        train = self.config.train
-        return HRMTrainer(net, self.hrm_config_, train, self.member_dir(member), seed=seed, device=train.device)
+    def _trainer(self, net: HRMNet, member: int, seed: int, warm: bool = False) -> HRMTrainer:
+        """The trainer of ensemble member ``member`` (its batch order drawn from ``seed``); ``warm``: with the warm
+        start's epochs and samples per epoch."""
+        train, samples = self.config.train, None
+        if warm:
+            train, samples = dataclasses.replace(train, epochs=train.warm_start_epochs), train.warm_start_samples
+        return HRMTrainer(net, self.hrm_config_, train, self.member_dir(member), seed=seed, device=train.device,
+                          samples_per_epoch=samples)
 
     # ------------------------------------------------------------------------------------------
     # Predict

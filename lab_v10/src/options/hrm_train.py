@@ -137,8 +137,10 @@ def _tensorboard_writer(log_dir: Path):
 class HRMTrainer:
     """Train an :class:`HRMNet` (module docstring); one ``fit`` per trainer.
 
-    net: the network (moved to ``device``); hrm_cfg must equal ``net.cfg``. out_dir: the run folder for
-    checkpoints and logs. seed: seeds the trainer's generator (shuffles, exploration). ``head_b_net``: the
+    net: the network (moved to ``device``; a warm start passes one holding earlier weights); hrm_cfg must
+    equal ``net.cfg``. out_dir: the run folder for checkpoints and logs. seed: seeds the trainer's generator
+    (shuffles, exploration). samples_per_epoch: train each epoch on that many samples of a fresh shuffle
+    (None: all; the learning-rate schedule counts those batches). ``head_b_net``: the
     network whose Head B :meth:`predict` reads; ``net`` itself unless per-head early stopping restored a
     second one at the end of :meth:`fit` (assign one to predict from saved per-head weights).
     """
@@ -151,6 +153,7 @@ class HRMTrainer:
         out_dir: Path,
         seed: int,
         device: torch.device | str = "cpu",
+        samples_per_epoch: int | None = None,
     ) -> None:
         if net.cfg != hrm_cfg:
             raise ValueError("hrm_cfg differs from the network's config (net.cfg); build the net from hrm_cfg")
@@ -159,7 +162,7 @@ class HRMTrainer:
         self.net = net.to(self.device)
         self.head_b_net = self.net
         self.out_dir = Path(out_dir)
-        self.seed = seed
+        self.seed, self.samples_per_epoch = seed, samples_per_epoch
         self.generator = torch.Generator().manual_seed(seed)
         self.weighting: LossWeighting = make_loss_weighting(
             train_cfg.loss_weighting, len(TASKS), shared=trunk_parameters(net), alpha=train_cfg.gradnorm_alpha
@@ -206,7 +209,7 @@ class HRMTrainer:
             raise ValueError(f"fit needs training and validation samples, got {len(train)} and {len(val)}")
         cfg = self.train_cfg
         self._n_train = len(train)
-        n_batches = math.ceil(len(train) / cfg.batch_size)
+        n_batches = math.ceil(min(len(train), self.samples_per_epoch or len(train)) / cfg.batch_size)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(cfg.warmup_steps, cfg.epochs * n_batches)
         )
@@ -284,9 +287,10 @@ class HRMTrainer:
     # behaviour.
 
     def _epoch_batches(self, n_train: int, epoch: int) -> list[Tensor]:
-        """Training row indices of each batch of ``epoch``: a shuffle from the trainer's generator, cut into
-        ``batch_size`` rows."""
-        return list(torch.randperm(n_train, generator=self.generator).split(self.train_cfg.batch_size))
+        """Training row indices of each batch of ``epoch``: a shuffle from the trainer's generator (its first
+        ``samples_per_epoch`` rows when set), cut into ``batch_size`` rows."""
+        order = torch.randperm(n_train, generator=self.generator)[: self.samples_per_epoch or n_train]
+        return list(order.split(self.train_cfg.batch_size))
 
     def _segment_forward(self, carry: HRMCarry, batch: HRMTensors) -> tuple[HRMCarry, HRMSegmentOutput]:
         """One training segment of the network (the module whose backward is taken)."""
