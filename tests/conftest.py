@@ -5,6 +5,7 @@ the ``shared_data_dir`` fixture, which skips with a reason when the folder is ab
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,23 @@ def _one_torch_thread_per_worker():
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def main_v3():
+    """main_v3.py imported as a module (it is a script, not a package module)."""
+    spec = importlib.util.spec_from_file_location("main_v3", REPO_ROOT / "main_v3.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def captured_run(monkeypatch) -> dict:
+    """main_v3.py's pipeline.run replaced by a recorder of what it would run: ``cfg``, ``out``, ``preset``."""
+    import lab_v10.src.pipeline as pipeline
+
+    seen: dict = {}
+    monkeypatch.setattr(pipeline, "run",
+                        lambda cfg, out_dir, **kw: seen.update(cfg=cfg, out=out_dir, preset=kw.get("preset")))
+    return seen

@@ -13,10 +13,15 @@ import torch
 from lab_v10.src.config import HRMConfig, ModuleConfig
 from lab_v10.src.options.hrm_net import HRMNet
 
+from test_param_budget import load_script
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))  # the scripts import their siblings, as when run from scripts/
-from bench_common import SavedTensorMeter  # noqa: E402
-from bench_train import GRADIENTS, full_grad_segment, memory_point, memory_sweep, random_tensors, rollout  # noqa: E402
+# the siblings bench_train imports first: load_script registers them under their module names
+SavedTensorMeter = load_script("bench_common").SavedTensorMeter
+load_script("optimize_hrm27m")
+bench_train = load_script("bench_train")
+GRADIENTS, full_grad_segment, memory_point = bench_train.GRADIENTS, bench_train.full_grad_segment, bench_train.memory_point
+memory_sweep, random_tensors, rollout = bench_train.memory_sweep, bench_train.random_tensors, bench_train.rollout
 TINY = HRMConfig(
     h=ModuleConfig(n_layers=1, d_model=16, n_heads=2, ffn_dim=24),
     l=ModuleConfig(n_layers=2, d_model=16, n_heads=2, ffn_dim=24),

@@ -3,7 +3,6 @@ lab_v10/src/cli.py): --set KEY=VALUE after the config file and before the specif
 YAML, one-line errors naming the key with exit status 2, and the --models and --n-days checks."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -20,22 +19,6 @@ from lab_v10.src.options.segment_loss import NonFiniteLossError
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = str(REPO / "config" / "small.yaml")
-
-
-@pytest.fixture(scope="module")
-def main_v3():
-    spec = importlib.util.spec_from_file_location("main_v3", REPO / "main_v3.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def captured_run(monkeypatch) -> dict:
-    """main_v3.py's pipeline.run replaced by a recorder of the config it would run."""
-    seen: dict = {}
-    monkeypatch.setattr(pipeline, "run", lambda cfg, out_dir, **_: seen.update(cfg=cfg, out=out_dir))
-    return seen
 
 
 def flags_config(main_v3, *argv: str):

@@ -2,31 +2,14 @@
 main_v3.py for --data arch and --daily runs without --config (synthetic runs keep config/small.yaml)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-import lab_v10.src.pipeline as pipeline
 from lab_v10.src.config import load_config
 from lab_v10.src.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def main_v3():
-    spec = importlib.util.spec_from_file_location("main_v3", REPO / "main_v3.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def captured_run(monkeypatch) -> dict:
-    seen: dict = {}
-    monkeypatch.setattr(pipeline, "run", lambda cfg, out_dir, **kw: seen.update(cfg=cfg, preset=kw.get("preset")))
-    return seen
 
 
 def test_real_preset_scores_the_whole_history_with_warm_started_refits(repo_root):
