@@ -514,3 +514,20 @@ def test_read_sweep_summary_checks_the_file(tmp_path):
     (tmp_path / "text.json").write_text("not json")
     with pytest.raises(ConfigError, match="not a sweep.json"):
         read_sweep_summary(tmp_path / "text.json")
+
+
+def test_trials_train_every_fold_from_scratch_even_when_the_config_warm_starts(tmp_path, tiny, monkeypatch):
+    """A warm start across CPCV splits could begin from networks trained on the split's own scored rows."""
+    cfg, _ = tiny
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, warm_start=True))
+    objective = SweepObjective(cfg, load_space(write_space(tmp_path, TINY_SPACE)))
+    seen = []
+
+    def record(name, trial_cfg, run_dir):
+        seen.append(trial_cfg.train.warm_start)
+        raise optuna.TrialPruned("recorded")
+
+    monkeypatch.setattr("lab_v10.src.eval.sweep_objective.make_model", record)
+    study = optuna.create_study()
+    study.optimize(objective, n_trials=1)
+    assert seen == [False]

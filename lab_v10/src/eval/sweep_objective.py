@@ -129,6 +129,9 @@ class SweepObjective:
     def __call__(self, trial: Trial) -> float | list[float]:
         data, folds = self.prepare()
         cfg = self.trial_config(trial, data)
+        # every fold of a trial trains from scratch: CPCV splits are not in time order, so a warm start could
+        # begin from networks that were trained on the split's own scored rows
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, warm_start=False))
         totals: dict[str, float] = collections.defaultdict(float)
         for fold in folds:
             train, _, scored = split_dates(data, fold)
