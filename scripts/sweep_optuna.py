@@ -13,6 +13,8 @@ the study should hold). Writes trials.csv, best_config.yaml
 trial count for the deflated Sharpe ratio and the optuna-dashboard command. The space format
 (validation.scheme walkforward or cpcv): lab_v10/src/eval/sweep_space.py; the folds: sweep_folds.py; the
 objective: sweep_objective.py; storages and workers: sweep.py; scaling out: docs/scale_out.md.
+--tracking-uri (or the config's tracking.uri, or MLFLOW_TRACKING_URI) logs the sweep to MLflow, each trial a
+child run with its parameters, per-block scores and state (README "Tracking").
 
 Bad input (--out a file, --storage not a journal, a bad config or space) exits with status 2 and one message,
 no traceback. A sweep without a completed trial, or one whose worker died (its running trial is marked
@@ -28,6 +30,7 @@ from pathlib import Path
 from lab_v10.src.cli import add_set_flag
 from lab_v10.src.config import apply_overrides, load_config
 from lab_v10.src.errors import LabError
+from lab_v10.src.eval.tracking import add_tracking_flags, tracking_target
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,6 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
     p.add_argument("--timeout", type=float, help="seconds after which each worker starts no new trial")
     p.add_argument("--out", type=Path, required=True, help="results folder")
+    add_tracking_flags(p)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -56,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = apply_overrides(load_config(args.config), args.overrides)
         space = load_space(args.space)
+        tracking = tracking_target(args.tracking_uri, args.experiment, cfg.tracking)
         result = run_sweep(cfg, space, args.study, args.trials, args.out, storage=args.storage,
-                           workers=args.workers, timeout=args.timeout)
+                           workers=args.workers, timeout=args.timeout, tracking=tracking)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -65,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"study {result.study_name}: {states}; {result.n_trials} configurations evaluated")
     print(f"trials: {result.csv_path}")
     print(f"summary: {result.json_path}")
+    if result.tracking:
+        print(f"mlflow: {result.tracking}")
     for failure in result.worker_failures:
         print(f"error: worker {failure}; re-run the same command to finish the study", file=sys.stderr)
     if not result.best:

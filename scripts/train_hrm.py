@@ -17,12 +17,18 @@ Bad input exits with status 2 and one message (on every rank), no traceback: a b
 file or folder that is damaged, incomplete or from another config, data that contradicts the hrm section, or
 a loss that turns non-finite (lower train.lr, or train.skip_nonfinite: true). A run that fails before its
 first checkpoint leaves no run folder.
+
+--tracking-uri (or the config's tracking.uri, or MLFLOW_TRACKING_URI) logs the finished training to MLflow
+(rank 0): the config, each member's per-epoch curves from train_log.csv (step = epoch) and the summary
+(lab_v10/src/eval/tracking.py; a bad store exits 2 before any training).
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +36,7 @@ import pandas as pd
 from lab_v10.src.cli import add_data_flags, add_set_flag, apply_data_flags
 from lab_v10.src.config import apply_overrides, load_config
 from lab_v10.src.errors import ConfigError, LabError
+from lab_v10.src.eval.tracking import Tracker, add_tracking_flags, tracking_target
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="run folder (rank 0 writes it)")
     p.add_argument("--resume", type=Path, help="a last.pt (or the interrupted run's folder; an ensemble needs "
                    "the folder) to continue from, readable by every rank")
+    add_tracking_flags(p)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -67,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         existing = next(path for path in (args.out, *args.out.parents) if path.exists())
         if not existing.is_dir():
             raise ConfigError(f"--out {args.out}: expected a folder, but {existing} is a file")
+        target = tracking_target(args.tracking_uri, args.experiment, cfg.tracking)
+        # rank 0 (torchrun's RANK; a single process is rank 0) opens the store before any training
+        tracker = Tracker(target) if target is not None and os.environ.get("RANK", "0") == "0" else None
+        start_ms = int(time.time() * 1000)
         from lab_v10.src.options.hrm_ddp import distributed_context, train_hrm  # heavy imports after the checks
 
         with distributed_context(cfg.train.device) as ctx:
@@ -75,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                                 format=f"%(asctime)s rank {ctx.rank} %(levelname)s %(name)s: %(message)s",
                                 datefmt="%H:%M:%S")
             summary = train_hrm(cfg, args.out, ctx, train_end, args.val_days, args.resume)
+        run_id = tracker.log_training(summary["config"], args.out, summary, start_ms) if tracker else None
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -87,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"member {k}: Head B best epoch {member['head_b_best_epoch']}: validation log loss "
                       f"{member['head_b_best_val']:.4f} nats, checkpoint {member['head_b_checkpoint_path']}")
         print(f"{summary['world_size']} rank(s), {summary['seconds']:.1f} s; adapter: {summary['adapter_path']}")
+        if run_id is not None:
+            print(f"mlflow: run {run_id} in {tracker.describe()}; browse: {tracker.browse_command()}")
     return 0
 
 

@@ -26,6 +26,12 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+@pytest.fixture(autouse=True)
+def _no_tracking_store_from_the_environment(monkeypatch):
+    """A developer's MLFLOW_TRACKING_URI must not receive the tests' runs (tests that track set their own)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread_per_worker():
     """Tests run in parallel workers (pytest -n 2 on 2 cores): one intra-op thread each avoids oversubscription."""

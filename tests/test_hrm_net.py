@@ -11,6 +11,7 @@ from lab_v10.src.config import HRMConfig, ModuleConfig, load_config
 from lab_v10.src.errors import ConfigError
 from lab_v10.src.options.act_halting import gaussian_nll, minute_bce
 from lab_v10.src.options.hrm_net import PARAM_GROUPS, HRMCarry, HRMNet
+from lab_v10.src.options.param_budget import param_counts
 
 TINY = HRMConfig(
     h=ModuleConfig(n_layers=2, d_model=32, n_heads=4, ffn_dim=48),
@@ -94,14 +95,16 @@ def test_initial_carry_is_the_buffers_and_reset_restores_them():
     assert torch.equal(reset.z_H[0], net.h_init.expand(12, -1)) and torch.equal(reset.z_L[1], moved.z_L[1])
 
 
-def test_param_groups_cover_every_parameter_once():
-    net = build()
+@pytest.mark.parametrize("options", [{}, {"film": False, "symbol_embedding": True, "n_symbols": 4}])
+def test_param_groups_cover_every_parameter_once(options):
+    net = HRMNet(dataclasses.replace(TINY, **options))
     counts = net.param_counts()
     assert counts["total"] == sum(p.numel() for p in net.parameters())
     assert sum(counts[g] for g in PARAM_GROUPS) == counts["total"]
-    assert {name for names in PARAM_GROUPS.values() for name in names} == {
-        name for name, child in net.named_children() if any(True for _ in child.parameters())
-    }
+    grouped = [name for names in PARAM_GROUPS.values() for name in names]
+    assert len(grouped) == len(set(grouped))
+    assert {name for name, child in net.named_children() if any(True for _ in child.parameters())} <= set(grouped)
+    assert (counts["FiLM H->L"] == 0) == ("film" in options)
 
 
 def test_q_head_starts_tied_so_an_untrained_model_continues():
@@ -139,30 +142,36 @@ def test_every_parameter_gets_a_finite_nonzero_gradient(fused_qkv):
         assert p.grad.abs().sum() > 0, name
 
 
-def test_gradient_equals_the_final_updates_on_detached_inputs():
-    net = build()
-    x_daily, x_minute = make_inputs(TINY)
+@pytest.mark.parametrize("h_cycles", [2, 3])
+def test_gradient_equals_the_final_updates_on_detached_inputs(h_cycles):
+    cfg = dataclasses.replace(TINY, H_cycles=h_cycles)
+    net = build(cfg)
+    x_daily, x_minute = make_inputs(cfg)
     carry = net.initial_carry(3, 12, 20, "cpu")
     _, out = net.forward_segment(carry, x_daily, x_minute)
     all_heads_loss(out).backward()
     expected = {n: p.grad.clone() for n, p in net.named_parameters()}
     net.zero_grad()
 
-    # The same segment by hand: every update but the last L- and H-update on detached tensors.
+    # The same segment by hand: on the graph only the H-update that produces the last cycle's FiLM context,
+    # the last L-update and the last H-update, each H-update from a detached z_H.
     with torch.no_grad():
         x_h, x_l = net.embed_inputs(x_daily, x_minute)
         z_h, z_l = carry.z_H, carry.z_L
-        for c in range(TINY.H_cycles):
+        for c in range(h_cycles - 1):
             h = net.summary(z_h)
-            for j in range(TINY.L_cycles):
-                if (c, j) != (TINY.H_cycles - 1, TINY.L_cycles - 1):
-                    z_l = net.l_update(z_l, x_l, h)
-            if c < TINY.H_cycles - 1:
+            for _ in range(cfg.L_cycles):
+                z_l = net.l_update(z_l, x_l, h)
+            if c < h_cycles - 2:
                 z_h = net.h_update(z_h, x_h)
-    z_h, z_l = z_h.detach(), z_l.detach()
     x_h, x_l = net.embed_inputs(x_daily, x_minute)
-    z_l = net.l_update(z_l, x_l, net.summary(z_h))
-    z_h = net.h_update(z_h, x_h)
+    z_h = net.h_update(z_h.detach(), x_h)
+    h = net.summary(z_h)
+    with torch.no_grad():
+        for _ in range(cfg.L_cycles - 1):
+            z_l = net.l_update(z_l, x_l, h)
+    z_l = net.l_update(z_l.detach(), x_l, h)
+    z_h = net.h_update(z_h.detach(), x_h)
     all_heads_loss(net.readout(z_h, z_l)).backward()
     for name, p in net.named_parameters():
         torch.testing.assert_close(p.grad, expected[name], atol=1e-6, rtol=1e-5, msg=name)
@@ -187,8 +196,10 @@ def saved_activation_bytes(cfg):
 
 def test_memory_does_not_grow_with_cycles():
     sizes = {(h, l): saved_activation_bytes(dataclasses.replace(TINY, H_cycles=h, L_cycles=l))
-             for h, l in [(1, 1), (2, 2), (3, 4)]}
+             for h, l in [(2, 1), (2, 2), (3, 4), (5, 1)]}
     assert len(set(sizes.values())) == 1, sizes
+    # one H-update fewer on the graph: with one H cycle the FiLM context is the detached carry
+    assert saved_activation_bytes(dataclasses.replace(TINY, H_cycles=1, L_cycles=1)) < sizes[(2, 1)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -241,6 +252,74 @@ def test_padding_in_the_middle_is_rejected():
     mask[:, 5] = False
     with pytest.raises(ValueError, match="padded minutes must come after"):
         run(net, *make_inputs(TINY), mask)
+
+
+# ----------------------------------------------------------------------------------------------
+# Options: FiLM off, symbol embedding
+
+
+def test_without_film_head_b_never_sees_the_daily_rows():
+    net = build(dataclasses.replace(TINY, film=False), trained_q=False)
+    assert net.film is None
+    x_daily, x_minute = make_inputs(TINY)
+    with torch.no_grad():
+        _, out = run(net, x_daily, x_minute, segments=2)
+        _, out_d = run(net, x_daily + 1.0, x_minute, segments=2)
+    assert torch.equal(out_d.logits_b, out.logits_b)
+    assert not torch.allclose(out_d.mu, out.mu)  # Head A still reads them
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"film": False},
+        {"symbol_embedding": True, "n_symbols": 5},
+        {"film": False, "symbol_embedding": True, "n_symbols": 2},
+    ],
+)
+def test_closed_form_count_equals_torch_with_the_options(options):
+    cfg = dataclasses.replace(TINY, **options)
+    assert param_counts(cfg) == HRMNet(cfg).param_counts()
+
+
+def embedded(seed=0):
+    """A net with a symbol embedding of 4 symbols, its zero-initialised vectors made non-zero."""
+    net = build(dataclasses.replace(TINY, symbol_embedding=True, n_symbols=4), seed=seed)
+    with torch.no_grad():
+        assert torch.equal(net.symbol_embedding.weight, torch.zeros(4, TINY.h.d_model))  # every symbol starts alike
+        net.symbol_embedding.weight.normal_(0.0, 0.5)
+    return net
+
+
+def test_symbol_ids_change_the_outputs_and_only_their_own_samples():
+    net = embedded()
+    x_daily, x_minute = make_inputs(TINY)
+    x_daily, x_minute = x_daily[:1].expand(3, -1, -1), x_minute[:1].expand(3, -1, -1)  # one sample, three times
+    with torch.no_grad():
+        carry = net.initial_carry(3, 12, 20, "cpu")
+        _, out = net.forward_segment(carry, x_daily, x_minute, symbol=torch.tensor([0, 1, 0]))
+    for name in ("mu", "logits_b", "q_halt"):
+        value = getattr(out, name)
+        assert torch.equal(value[0], value[2]), name
+        assert not torch.allclose(value[0], value[1]), name
+
+
+def test_symbol_ids_are_required_and_checked():
+    net = embedded()
+    x_daily, x_minute = make_inputs(TINY)
+    with pytest.raises(ValueError, match="^symbol: hrm.symbol_embedding is true"):
+        run(net, x_daily, x_minute)
+    carry = net.initial_carry(3, 12, 20, "cpu")
+    with pytest.raises(ValueError, match=r"^symbol: expected ids in 0\.\.3"):
+        net.forward_segment(carry, x_daily, x_minute, symbol=torch.tensor([0, 4, 1]))
+    with pytest.raises(ValueError, match=r"^symbol: expected shape \(3,\) int64"):
+        net.forward_segment(carry, x_daily, x_minute, symbol=torch.tensor([0, 1, 1], dtype=torch.int32))
+    with pytest.raises(ConfigError, match="^hrm.n_symbols: expected int >= 1 with hrm.symbol_embedding true"):
+        HRMNet(dataclasses.replace(TINY, symbol_embedding=True))
+    with torch.no_grad():  # without the embedding the ids are ignored
+        _, out = run(build(), x_daily, x_minute)
+        _, out_ids = build().forward_segment(carry, x_daily, x_minute, symbol=torch.tensor([0, 4, 1]))
+    assert torch.equal(out.logits_b, out_ids.logits_b)
 
 
 # ----------------------------------------------------------------------------------------------

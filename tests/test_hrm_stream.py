@@ -27,14 +27,18 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def build(seed: int = 1, trained: bool = True, cfg: HRMConfig = CFG, device: str = "cpu") -> HRMNet:
-    """A net with random weights; ``trained`` makes the zero-initialised FiLM and Q-head weights non-zero, so
-    FiLM conditions the minutes and the halting rule stops symbols after different numbers of segments."""
+    """A net with random weights; ``trained`` makes the zero-initialised FiLM, Q-head and symbol-embedding
+    weights (those the config has) non-zero, so FiLM conditions the minutes, the symbols differ and the halting
+    rule stops symbols after different numbers of segments."""
     torch.manual_seed(seed)
     net = HRMNet(cfg)
     if trained:
+        film = [net.film.gamma, net.film.beta] if net.film is not None else []
         with torch.no_grad():
-            for w in (net.film.gamma.weight, net.film.beta.weight, net.q_head.weight):
-                w.normal_(0.0, 0.05)
+            for m in [*film, net.q_head]:
+                m.weight.normal_(0.0, 0.05)
+            if net.symbol_embedding is not None:
+                net.symbol_embedding.weight.normal_(0.0, 0.5)
     return net.to(device)
 
 
@@ -46,10 +50,12 @@ def day_inputs(seed: int, t_h: int = 12, t_l: int = 20, device: str = "cpu") -> 
     return x_daily.to(device), x_minute.to(device)
 
 
-def full_forward(net: HRMNet, x_daily: torch.Tensor, x_minute: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def full_forward(
+    net: HRMNet, x_daily: torch.Tensor, x_minute: torch.Tensor, symbol: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The reference: act_rollout over the whole day -> (probabilities (B, T_L), steps (B,))."""
     with torch.no_grad():
-        rollout = act_rollout(net, x_daily, x_minute)
+        rollout = act_rollout(net, x_daily, x_minute, symbol=symbol)
     return torch.sigmoid(rollout.output.logits_b), rollout.steps
 
 
@@ -77,6 +83,26 @@ def test_streamed_minutes_equal_the_full_forward_over_several_days(trained, devi
         assert len(seen_steps) >= 3
     else:  # q_halt == q_continue as initialised, and a tie continues
         assert seen_steps == {CFG.max_segments}
+
+
+@pytest.mark.parametrize(
+    "options", [{"film": False}, {"symbol_embedding": True, "n_symbols": 3}], ids=["no-film", "symbol-embedding"]
+)
+def test_streaming_with_the_options_equals_the_full_forward(options):
+    cfg = dataclasses.replace(CFG, **options)
+    net = build(seed=1, cfg=cfg)
+    symbol = torch.tensor([2, 0, 1, 1, 0, 2]) if cfg.symbol_embedding else None  # (BATCH,) int64
+    streamer = HRMStreamer(net, BATCH, CFG.minutes_per_day, "cpu")
+    for day in range(2):
+        x_daily, x_minute = day_inputs(seed=20 + day)
+        expected, expected_steps = full_forward(net, x_daily, x_minute, symbol)
+        assert torch.equal(streamer.start_day(x_daily, symbol), expected_steps)
+        assert (stream_minutes(streamer, x_minute) - expected).abs().max().item() <= 1e-5
+    if cfg.symbol_embedding:
+        other, _ = full_forward(net, x_daily, x_minute, symbol.roll(1))
+        assert (other - expected).abs().max().item() > 1e-3  # the ids matter
+        with pytest.raises(ValueError, match="^symbol: hrm.symbol_embedding is true"):
+            streamer.start_day(x_daily)
 
 
 def test_symbols_of_one_batch_halt_after_different_segments():

@@ -93,6 +93,25 @@ def test_hrm_tensors_checks_and_subset():
         HRMTensors(data.x_daily.double(), data.x_minute, data.minute_mask, data.y_a, data.y_b)
     with pytest.raises(ValueError, match="y_a: expected 1 dims with N=10"):
         HRMTensors(data.x_daily, data.x_minute, data.minute_mask, data.y_a[:9], data.y_b)
+    assert data.subset([1]).symbol is None and data.to("cpu").symbol is None
+    ids = dataclasses.replace(data, symbol=torch.arange(10) % 3)
+    assert ids.subset(np.array([4, 2])).symbol.tolist() == [1, 2] and torch.equal(ids.to("cpu").symbol, ids.symbol)
+    with pytest.raises(ValueError, match=r"HRMTensors.symbol: expected shape \(10,\) int64"):
+        dataclasses.replace(data, symbol=torch.zeros(10, dtype=torch.int32))
+
+
+def test_symbol_ids_reach_training_evaluation_and_prediction(tmp_path):
+    hrm = dataclasses.replace(HRM, symbol_embedding=True, n_symbols=3)
+    train, val = make_data(24, 1), make_data(8, 2)
+    train, val = (dataclasses.replace(d, symbol=torch.arange(len(d)) % 2) for d in (train, val))  # ids 0, 1
+    trainer = make_trainer(tmp_path / "run", dataclasses.replace(TRAIN, epochs=1), hrm_cfg=hrm)
+    trainer.fit(train, val)
+    norms = trainer.net.symbol_embedding.weight.detach().norm(dim=-1)  # zero-initialised rows
+    assert norms[0] > 0 and norms[1] > 0 and norms[2] == 0  # id 2 is in no sample
+    other = trainer.predict(dataclasses.replace(val, symbol=1 - val.symbol))  # the other id for each sample
+    assert not np.allclose(trainer.predict(val).mu, other.mu)
+    with pytest.raises(ValueError, match="^symbol: hrm.symbol_embedding is true"):
+        trainer.evaluate(dataclasses.replace(val, symbol=None))
 
 
 def test_resolve_device():

@@ -283,7 +283,8 @@ def test_html_is_self_contained_with_headline_numbers(result, report):
     for line in result.verdict["lines"]:
         assert html.escape(line.lstrip("- ")) in text
     assert "Book A fills at the close 1 session(s) after the signal (entry_lag_days=1)" in text
-    assert _row(text, "<td>Trials (for the DSR)</td>") == "<tr><td>Trials (for the DSR)</td><td class=\"num\">3</td></tr>"
+    assert _row(text, "<td>Trials (for the DSR)</td>") == (
+        f"<tr><td>Trials (for the DSR)</td><td>3 ({result.n_trials_source})</td></tr>")
 
 
 def test_skipped_book_and_missing_segments_show_notes(result, tmp_path):

@@ -44,11 +44,12 @@ def autocorrelation(x: np.ndarray, lag: int) -> float:
 
 
 def minute_atr(minutes: MinuteBars, span: int = 30) -> np.ndarray:
-    """Causal EWM (span 30) of minute true ranges; a session's first bar uses high - low. ``(n,)``"""
+    """Causal EWM (span 30) of minute true ranges; a session's first bar uses high - low. ``(n,)``
+    Sessions of equal length (the generator's)."""
     frame = minutes.frame
     high, low, close = (frame[c].to_numpy() for c in ("high", "low", "close"))
     prev_close = np.r_[np.nan, close[:-1]]
-    prev_close[::MINUTES] = np.nan
+    prev_close[:: len(frame) // len(minutes.session_dates)] = np.nan
     true_range = np.fmax(high, prev_close) - np.fmin(low, prev_close)
     return pd.Series(true_range).ewm(span=span).mean().to_numpy()
 
@@ -334,27 +335,32 @@ def test_expected_gap_predicts_realized_gap_out_of_sample(gap_market):
     assert 1.0 - sse_oracle / sse_mean > 0.05
 
 
-def test_expected_gap_matches_the_realized_mean_one_day_ahead(market):
-    """With h = 1, yA = 100 sqrt(252) |r_{t+1}| - IV_t is nearly independent across days: the mean of
-    realized minus expected is zero within a few standard errors, and the spread of the errors matches
-    the paths' own spread (stderr * sqrt(paths)). This checks that the oracle's day sampler has the
-    generator's law."""
-    daily, _, oracle = market
+def one_day_gap_check(daily: DailyBars, oracle, n_paths: int = 16) -> tuple[float, float]:
+    """With h = 1, yA = 100 sqrt(252) |r_{t+1}| - IV_t is nearly independent across days. Returns the mean of
+    realized minus expected in standard errors, and the spread of those errors over the paths' own spread
+    (rms of stderr * sqrt(paths)): about 0 and 1 when the oracle's day sampler has the bars' law."""
     realized = forward_gap(daily, 1)
-    n_paths = 16
     table = oracle.expected_gap_table(1, n_paths=n_paths).iloc[:-1]
     error = realized - table["expected_gap"].to_numpy()
-    assert abs(error.mean()) < 4.0 * error.std() / np.sqrt(len(error))
     path_sd = np.sqrt(np.mean(table["stderr"].to_numpy() ** 2 * n_paths))  # rms of the conditional sd
-    assert 0.85 < error.std() / path_sd < 1.25
+    return error.mean() / (error.std() / np.sqrt(len(error))), error.std() / path_sd
+
+
+def test_expected_gap_matches_the_realized_mean_one_day_ahead(market):
+    """The mean error is zero within a few standard errors and its spread matches the paths' spread."""
+    daily, _, oracle = market
+    mean_error_in_se, spread_ratio = one_day_gap_check(daily, oracle)
+    assert abs(mean_error_in_se) < 4.0
+    assert 0.85 < spread_ratio < 1.25
 
 
 def _proba_and_label(minutes, oracle, positions, atr, n_paths):
     """Oracle probabilities and realized yB, concatenated over the sessions at ``positions``."""
     frame = minutes.frame
+    per_day = oracle.tables.minutes_per_day
     probas, labels = [], []
     for position in positions:
-        rows = slice(position * MINUTES, (position + 1) * MINUTES)
+        rows = slice(position * per_day, (position + 1) * per_day)
         day = oracle.dates[position]
         proba = oracle.downside_first_proba(day, atr[rows], HORIZON_MINUTES, 1.5, 1.5, n_paths=n_paths)
         assert proba.index.equals(frame.index[rows])
@@ -381,14 +387,20 @@ def test_downside_first_proba_ranks_and_is_calibrated_in_episodes(market):
     assert stderr < 0.05 and abs(bias) < 4.0 * stderr
 
 
+def ordinary_day_calibration(minutes: MinuteBars, oracle, days: np.ndarray, n_paths: int = 50) -> tuple[float, float]:
+    """Mean of yB minus the oracle's probability over every labelled minute of the sessions at ``days`` and
+    its standard error clustered by session (:func:`calibration_bias`)."""
+    per_day = oracle.tables.minutes_per_day
+    proba, label = _proba_and_label(minutes, oracle, days, minute_atr(minutes), n_paths)
+    labelled = ~np.isnan(label)
+    assert labelled.sum() == len(days) * (per_day - HORIZON_MINUTES)
+    return calibration_bias(label, proba, labelled.reshape(len(days), per_day))
+
+
 def test_downside_first_proba_is_calibrated_on_ordinary_days(market):
     _, minutes, oracle = market
-    atr = minute_atr(minutes)
     days = np.arange(50, 2000, 100)  # 20 sessions picked without looking at them
-    proba, label = _proba_and_label(minutes, oracle, days, atr, n_paths=50)
-    labelled = ~np.isnan(label)
-    assert labelled.sum() == len(days) * (MINUTES - HORIZON_MINUTES)
-    bias, stderr = calibration_bias(label, proba, labelled.reshape(len(days), MINUTES))
+    bias, stderr = ordinary_day_calibration(minutes, oracle, days)
     assert stderr < 0.03 and abs(bias) < 4.0 * stderr
 
 

@@ -52,7 +52,17 @@ CASES = {
     "gradnorm_learned": (
         LEARNED, dataclasses.replace(FP32, epochs=2, loss_weighting="gradnorm", early_stopping="per_head"), 16
     ),
+    # pooled samples of 3 symbols with a symbol embedding: the ids travel through DDP's forward
+    "symbols": (
+        dataclasses.replace(FIXED, symbol_embedding=True, n_symbols=3), dataclasses.replace(FP32, epochs=2), 16
+    ),
 }
+
+
+def case_data(hrm, n: int, seed: int):
+    """make_data(n, seed), with symbol ids 0, 1, 2, 0, ... when the config has a symbol embedding."""
+    data = make_data(n, seed)
+    return dataclasses.replace(data, symbol=torch.arange(n) % 3) if hrm.symbol_embedding else data
 
 
 def free_port() -> int:
@@ -84,7 +94,7 @@ def _rank_worker(rank: int, world: int, port: int, out: str) -> None:
                 gaps.append(max(float((g - flat).abs().max()) for g in gathered))
 
             trainer.optimizer.register_step_post_hook(compare_ranks)
-            trainer.fit(make_data(n, 1), make_data(8, 2))
+            trainer.fit(case_data(hrm, n, 1), case_data(hrm, 8, 2))
             restored = torch.cat([p.detach().flatten() for net in (trainer.net, trainer.head_b_net)
                                   for p in net.parameters()])  # the weights fit restored at its end
             gathered = [torch.empty_like(restored) for _ in range(world)]
@@ -131,7 +141,7 @@ def one_rank_trainer(out: Path, hrm, train_cfg) -> DistributedHRMTrainer:
 def reference_run(out: Path, case: str, single_trainer) -> dict:
     hrm, train_cfg, n = CASES[case]
     trainer = single_trainer(out, hrm, train_cfg)
-    trainer.fit(make_data(n, 1), make_data(8, 2))
+    trainer.fit(case_data(hrm, n, 1), case_data(hrm, 8, 2))
     return load_checkpoint(out / "last.pt")
 
 
@@ -140,6 +150,7 @@ def reference_run(out: Path, case: str, single_trainer) -> dict:
     [
         ("one_batch", plain_trainer),  # one batch per epoch: the single-process trainer, global batch
         ("two_batches", one_rank_trainer),  # two batches per epoch: the same sampler order on one rank
+        ("symbols", one_rank_trainer),
     ],
 )
 def test_two_ranks_match_one_process_with_the_global_batch(two_ranks, tmp_path, case, single_trainer):
@@ -355,7 +366,7 @@ def test_resume_of_a_damaged_incomplete_or_foreign_run_exits_2_naming_it(tmp_pat
         (["--resume", str(run), "--set", "train.ensemble_size=2"],
          f"error: --resume: {run / 'member_0' / 'last.pt'}: checkpoint not found (expected member 0 of an ensemble run)"),
         (["--resume", str(run / "hrm_adapter.pt")], f"error: {run / 'hrm_adapter.pt'}: expected a training checkpoint "
-         "(last.pt, best.pt) of format 1, got format 'lab_v10.hrm_adapter/3'\n"),
+         "(last.pt, best.pt) of format 1, got format 'lab_v10.hrm_adapter/4'\n"),
         (["--resume", str(run), "--set", "train.lr=0.002"],
          f"error: {run / 'last.pt'}: checkpoint config differs from this trainer's in train.lr (expected the same"),
     ]

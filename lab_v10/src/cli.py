@@ -26,11 +26,16 @@ def add_set_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
-    """Add --data, --daily, --iv, --minutes, --minutes-tz, --tz, --calendar, --fill-missing-minutes, the
+    """Add --data, --universe, --daily, --iv, --minutes, --minutes-tz, --tz, --calendar, --fill-missing-minutes, the
     plausibility flags (--allow-implausible-iv, --drop-bad-prints, --drop-non-sessions, --iv-missing,
-    --max-missing-sessions, --allow-minutes-outside-session; data/README.md), --n-days and --device."""
-    parser.add_argument("--data", choices=["synthetic", "arch", "files"],
-                        help="data source (default: the config's; 'files' is implied by --daily/--iv/--minutes)")
+    --max-missing-sessions, --allow-minutes-outside-session, --minutes-vs-daily; data/README.md), --n-days and
+    --device."""
+    parser.add_argument("--data", choices=["synthetic", "arch", "files", "universe"],
+                        help="data source (default: the config's; 'files' is implied by --daily/--iv/--minutes, "
+                             "'universe' by --universe)")
+    parser.add_argument("--universe", type=Path, metavar="FILE.yaml",
+                        help="universe manifest: symbols: {SYM: {daily: FILE, iv: FILE[, minutes: FILE]}}, paths "
+                             "relative to it; every symbol is loaded and checked like --daily/--iv/--minutes")
     parser.add_argument("--daily", type=Path, help="daily bars CSV/Parquet: date,open,high,low,close[,volume][,iv]")
     parser.add_argument("--iv", type=Path, help="implied vol: Cboe VIX_History.csv layout or date,iv (vol points)")
     parser.add_argument("--minutes", type=Path, help="minute bars CSV/Parquet: timestamp,open,high,low,close,volume")
@@ -53,6 +58,10 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
                         help="longest run of calendar sessions a daily file may miss (default 10)")
     checks.add_argument("--allow-minutes-outside-session", action="store_true",
                         help="keep going when most minute rows miss the regular sessions (reported)")
+    checks.add_argument("--minutes-vs-daily", choices=["error", "rescale"],
+                        help="minute prices outside their daily bar's range (e.g. a split: daily bars adjusted, "
+                             "minutes as traded): error (default), or rescale those sessions by the split ratio "
+                             "(counted, reported)")
     parser.add_argument("--n-days", type=int, help="synthetic market length in trading days")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="HRM device (default: the config's, auto)")
 
@@ -61,13 +70,19 @@ def apply_data_flags(cfg: LabConfig, args: argparse.Namespace) -> LabConfig:
     """Overlay the flags of :func:`add_data_flags` that were given on ``cfg`` and re-validate it."""
     data = cfg.data
     given_files = bool(args.daily or args.minutes or args.iv)
-    source = args.data or ("files" if given_files else data.source)
+    if given_files and args.universe:
+        raise ConfigError("--universe cannot be combined with --daily/--iv/--minutes (the manifest lists each "
+                          "symbol's files)")
+    source = args.data or ("files" if given_files else "universe" if args.universe else data.source)
     if source != "files" and given_files:
         raise ConfigError(f"--data {source} cannot be combined with --daily/--iv/--minutes (those imply --data files)")
+    if source != "universe" and args.universe:
+        raise ConfigError(f"--data {source} cannot be combined with --universe (it implies --data universe)")
     synthetic = data.synthetic if args.n_days is None else dataclasses.replace(data.synthetic, n_days=args.n_days)
     data = dataclasses.replace(
         data,
         source=source,
+        universe=str(args.universe) if args.universe else data.universe,
         daily=str(args.daily) if args.daily else data.daily,
         iv=str(args.iv) if args.iv else data.iv,
         minutes=str(args.minutes) if args.minutes else data.minutes,
@@ -82,6 +97,7 @@ def apply_data_flags(cfg: LabConfig, args: argparse.Namespace) -> LabConfig:
         max_missing_sessions=(data.max_missing_sessions if args.max_missing_sessions is None
                               else args.max_missing_sessions),
         check_minute_sessions=data.check_minute_sessions and not args.allow_minutes_outside_session,
+        minutes_vs_daily=args.minutes_vs_daily or data.minutes_vs_daily,
         synthetic=synthetic,
     )
     train = dataclasses.replace(cfg.train, device=args.device) if args.device else cfg.train

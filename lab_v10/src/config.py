@@ -44,18 +44,26 @@ class SyntheticConfig:
     n_days: int = checked(1000, POSITIVE)  # trading days generated
     minutes_per_day: int = checked(390, (lambda v: 1 <= v <= 390, "in 1..390 (XNYS session)"))
     start: str = checked("2015-01-02", SESSION_DATE)  # first session date (business days follow)
-    initial_price: float = checked(100.0, POSITIVE)
+    initial_price: float = checked(100.0, POSITIVE)  # of every symbol, at the close before the first session
+    # symbols SYN0, SYN1, ... of the synthetic universe (1: the single market, bit for bit)
+    n_symbols: int = checked(1, (lambda v: v >= 1, ">= 1"))
+    # share of the variance of every symbol's diffusive shocks and log-vol innovations that comes from the
+    # common market factor (n_symbols > 1): the cross-symbol correlation of those shocks
+    market_factor_share: float = checked(0.5, PROBABILITY)
 
 
 @dataclass
 class DataConfig:
     """Where market data comes from.
 
-    ``source``: ``synthetic`` (embedded generator, default), ``arch`` (real S&P 500 + VIX shipped in the
-    ``arch`` package, daily only) or ``files`` (``daily``/``iv``/``minutes`` paths).
+    ``source``: ``synthetic`` (embedded generator, default; a universe when ``synthetic.n_symbols`` > 1),
+    ``arch`` (real S&P 500 + VIX shipped in the ``arch`` package, daily only), ``files``
+    (``daily``/``iv``/``minutes`` paths) or ``universe`` (the manifest ``universe`` lists each symbol's files;
+    :mod:`lab_v10.src.data.universe`).
     """
 
-    source: Literal["synthetic", "arch", "files"] = "synthetic"
+    source: Literal["synthetic", "arch", "files", "universe"] = "synthetic"
+    universe: str | None = None  # universe manifest YAML: symbols: {SYM: {daily, iv[, minutes]}}
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     daily: str | None = None  # CSV/Parquet date,open,high,low,close[,volume][,iv]
     iv: str | None = None  # Cboe VIX_History.csv layout or date,iv (annualized %)
@@ -73,6 +81,9 @@ class DataConfig:
     iv_missing: Literal["error", "drop"] = "error"
     max_missing_sessions: int = checked(10, NON_NEGATIVE)  # longest run of sessions a daily file may skip
     check_minute_sessions: bool = True  # stop when minutes miss the sessions (--allow-minutes-outside-session)
+    # minute prices outside the daily bar's range (e.g. a split between split-adjusted daily bars and as-traded
+    # minutes): "error", or "rescale" those sessions' minutes by the split ratio (counted, reported)
+    minutes_vs_daily: Literal["error", "rescale"] = "error"
 
 
 @dataclass
@@ -171,6 +182,13 @@ class HRMConfig:
     norm_eps: float = checked(1e-5, POSITIVE)
     halt_nll_threshold: float = 0.5 * (1.0 + math.log(2.0 * math.pi))  # nats, Head-A NLL (any real value)
     halt_bce_threshold: float = checked(math.log(2.0), POSITIVE)  # nats per labelled minute, Head-B log loss
+    # FiLM H->L; false: the L-module runs unconditioned, so Head B never sees the daily context (an ablation)
+    film: bool = True
+    # pooled multi-symbol training: a learned (n_symbols, d_H) vector added to every daily token of the sample's
+    # symbol before the H-module; n_symbols is set from the training symbols at fit time (like daily_features)
+    # and must be >= 1 when the network is built with symbol_embedding true (hrm_net.HRMNet checks it)
+    symbol_embedding: bool = False
+    n_symbols: int = checked(0, NON_NEGATIVE)
 
 
 @dataclass
@@ -206,6 +224,9 @@ class TrainConfig:
     warm_start: bool = False
     warm_start_epochs: int = checked(1, POSITIVE)
     warm_start_samples: int | None = checked(None, POSITIVE)
+    # a pretrained HRM adapter file (scripts/pretrain_hrm.py): every fit that does not warm-start from an earlier
+    # fold starts each ensemble member's network from it (symbol embedding excluded), then trains `epochs`
+    init_from: str | None = None
     threads: int | None = checked(None, POSITIVE)  # torch CPU threads while the HRM fits and predicts (null: torch's)
 
 
@@ -305,6 +326,38 @@ class BaselineConfig:
 
 
 @dataclass
+class PanelConfig:
+    """A universe run (``--universe``, or ``data.synthetic.n_symbols`` > 1; lab_v10/src/dataset/panel.py)."""
+
+    # models also fitted pooled across symbols, reported as <name>_pooled (hrm, har, linear, lgbm)
+    pooled_models: list[str] = field(default_factory=lambda: ["hrm", "har", "linear", "lgbm"])
+    # a symbol takes part in a fold once it has this many training dates (it joins when its history allows)
+    min_train_days: int = checked(250, POSITIVE)
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow run tracking (lab_v10/src/eval/tracking.py; README "Tracking"). ``main_v3.py --tracking-uri`` wins
+    over ``uri``, which wins over the ``MLFLOW_TRACKING_URI`` variable; none of them: nothing is tracked."""
+
+    uri: str | None = None  # e.g. sqlite:///mlflow.db, ./mlruns (a folder), http://host:5000
+    experiment: str = checked("lab", (lambda v: v.strip() != "", "non-empty"))  # MLflow experiment name
+
+
+@dataclass
+class StreamConfig:
+    """Live per-minute Head-B streaming (lab_v10/src/options/hrm_stream.py, stream_dtype.py; HRM27M.md,
+    "Latency and throughput"). A day's halting is fixed before the open, so capped symbols are known then."""
+
+    # weights and KV cache of the streamer: fp32, bf16, or auto (a short probe of the streaming shapes picks bf16
+    # only where it runs them faster than fp32, and logs why)
+    dtype: Literal["auto", "fp32", "bf16"] = "auto"
+    # most segments a symbol runs per minute in live use (null: hrm.max_segments); symbols the learned rule would
+    # run longer stop there (the full forward with hrm.max_segments = this value), counted per day
+    max_segments_live: int | None = checked(None, POSITIVE)
+
+
+@dataclass
 class LabConfig:
     """The whole lab configuration."""
 
@@ -321,6 +374,9 @@ class LabConfig:
     book_b: BookBConfig = field(default_factory=BookBConfig)
     portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
+    panel: PanelConfig = field(default_factory=PanelConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
 
 
 def config_from_dict(data: dict, source: str = "<dict>", cls: type = LabConfig) -> Any:

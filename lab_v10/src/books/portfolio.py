@@ -66,17 +66,20 @@ def _vol_target_weights(returns: np.ndarray, base: np.ndarray, cfg: PortfolioCon
     return np.minimum(weights, cfg.max_leverage)
 
 
-def combine_books(books: dict[str, pd.Series], calendar: pd.DatetimeIndex, cfg: PortfolioConfig) -> PortfolioResult:
+def combine_books(books: dict[str, pd.Series], calendar: pd.DatetimeIndex, cfg: PortfolioConfig,
+                  base_weights: dict[str, float] | None = None) -> PortfolioResult:
     """Weight the books' returns into a portfolio (see module docstring for the rules and time semantics).
 
-    ``books`` maps ``"a"``/``"b"`` (or any names; base weights ``weight_a``/``weight_b`` apply to ``a``/``b``,
-    other names get weight 1) to daily returns per unit of capital.
+    ``books`` maps ``"a"``/``"b"`` (or any names) to daily returns per unit of capital. Base weights:
+    ``base_weights[name]`` when given (e.g. a universe's symbol-book streams), else ``weight_a``/``weight_b``
+    for ``a``/``b`` and 1 for other names.
     """
     if not books:
         raise ValueError("combine_books: no book returns given")
     aligned = align_book_returns(books, calendar)
     names = list(aligned.columns)
-    base = np.array([{"a": cfg.weight_a, "b": cfg.weight_b}.get(n, 1.0) for n in names])
+    default = {"a": cfg.weight_a, "b": cfg.weight_b}
+    base = np.array([(base_weights or {}).get(n, default.get(n, 1.0)) for n in names])
     returns = aligned.to_numpy()  # (T, K)
     if cfg.method == "fixed":
         weights = np.broadcast_to(base, returns.shape).copy()

@@ -28,7 +28,7 @@ from lab_v10.src.data.loaders import (
 from lab_v10.src.data.oracle import Oracle
 from lab_v10.src.data.plausibility import CheckOptions, CheckReport, check_iv_level
 from lab_v10.src.data.schema import DailyBars, MinuteBars
-from lab_v10.src.data.session_checks import check_common_dates
+from lab_v10.src.data.session_checks import check_common_dates, check_minute_prices
 from lab_v10.src.data.sessions import minute_coverage
 from lab_v10.src.data.synthetic import generate_market_from_config
 from lab_v10.src.errors import ConfigError
@@ -63,7 +63,8 @@ def daily_from_minutes(minutes: MinuteBars) -> DailyBars:
     return DailyBars(daily, source=f"{minutes.source} (daily aggregate of regular-session minutes)")
 
 
-def _describe(daily: DailyBars, minutes: MinuteBars | None, source: str, calendar: str | None) -> dict:
+def describe_market(daily: DailyBars, minutes: MinuteBars | None, source: str, calendar: str | None) -> dict:
+    """What was loaded, for the report: source, rows and date range, iv, minute sessions and coverage."""
     out = {
         "source": source,
         "daily_rows": len(daily),
@@ -83,12 +84,14 @@ def load_market(cfg: DataConfig, seed: int) -> Market:
     """Load the market of ``cfg.source`` (synthetic, arch or files); errors name the file and the problem."""
     if cfg.source == "synthetic":
         daily, minutes, oracle = generate_market_from_config(cfg.synthetic, seed)
-        return Market(daily, minutes, oracle, _describe(daily, minutes, f"synthetic (seed {seed})", None))
+        return Market(daily, minutes, oracle, describe_market(daily, minutes, f"synthetic (seed {seed})", None))
     checks, report = CheckOptions.from_config(cfg), CheckReport()
+    if cfg.source == "universe":
+        raise ConfigError("data.source 'universe' holds many markets: load it with data.universe.load_universe")
     if cfg.source == "arch":
         daily = load_arch_spx_vix(checks, report)
         check_iv_level(daily, "arch.data.vix", checks, report)
-        description = _describe(daily, None, "arch: S&P 500 daily + VIX (arch.data)", None)
+        description = describe_market(daily, None, "arch: S&P 500 daily + VIX (arch.data)", None)
         return Market(daily, None, None, {**description, "data_checks": report.as_dict()})
     if cfg.daily is None and cfg.minutes is None:
         raise ConfigError("data.source is 'files' but neither data.daily (--daily) nor data.minutes (--minutes) is set")
@@ -102,12 +105,15 @@ def load_market(cfg: DataConfig, seed: int) -> Market:
         daily = _load_daily_with_iv(cfg, checks, report)
         if minutes is not None:
             check_common_dates(daily.dates, daily.source, minutes.session_dates, minutes.source)
+            frame = check_minute_prices(daily.frame, daily.source, minutes.frame, minutes.source,
+                                        cfg.minutes_vs_daily == "rescale", report)
+            minutes = MinuteBars(frame, source=minutes.source)
     else:
         daily = daily_from_minutes(minutes)
         log.info("no daily file given: %d daily bars aggregated from the minute bars (no iv: Book A cannot run)",
                  len(daily))
     names = ", ".join(str(p) for p in (cfg.daily, cfg.iv, cfg.minutes) if p is not None)
-    description = _describe(daily, minutes, f"files: {names}", cfg.calendar)
+    description = describe_market(daily, minutes, f"files: {names}", cfg.calendar)
     return Market(daily, minutes, None, {**description, "data_checks": report.as_dict()})
 
 

@@ -40,6 +40,12 @@ from lab_v10.src.data.synthetic_process import (
 GAP_STREAM, PROBA_STREAM = 1, 2  # SeedSequence keys of the oracle's Monte Carlo streams
 
 
+def stream_seed(*key: int) -> np.uint64:
+    """Seed (uint64) of the splitmix64 stream keyed by ``key`` (non-negative ints): the first word of
+    ``numpy.random.SeedSequence(key)``. The generator and the oracle derive every stream seed with it."""
+    return np.random.SeedSequence(list(key)).generate_state(1, np.uint64)[0]
+
+
 class DailyLatent(NamedTuple):
     """Latent state per session ``d``, arrays ``(N,)``. The log-vol components of session ``d+1`` are set
     at the close of ``d`` (so the state at the close of ``t`` is ``short_log_vol[t+1], long_log_vol[t+1]``)."""
@@ -75,7 +81,8 @@ class Oracle:
 
     ``daily`` holds :class:`DailyLatent` arrays ``(N,)``; ``minute_state`` is ``(N, M, N_STATE)``: the state
     vector of :mod:`lab_v10.src.data.synthetic_process` at the close of every minute. ``log_close`` and
-    ``iv`` ``(N,)`` repeat the observed daily closes (log) and IVs (vol points).
+    ``iv`` ``(N,)`` repeat the observed daily closes (log) and IVs (vol points). ``seed`` keys the Monte
+    Carlo streams: the market's seed, or a universe symbol's own seed (``synthetic.generate_universe``).
     """
 
     dates: pd.DatetimeIndex  # (N,) session dates
@@ -90,7 +97,7 @@ class Oracle:
     minute_state: np.ndarray
 
     def _seed(self, stream: int, index: int) -> np.uint64:
-        return np.random.SeedSequence([self.seed, stream, index]).generate_state(1, np.uint64)[0]
+        return stream_seed(self.seed, stream, index)
 
     def expected_gap_table(
         self, horizon_days: int = 21, n_paths: int = 128, annualization_days: int = 252

@@ -6,6 +6,8 @@
 - :func:`check_minute_clock`: a minute file whose rows mostly miss the regular sessions was probably read in
   the wrong time zone; the error names the file and suggests ``--minutes-tz``.
 - :func:`check_common_dates`: daily and minute files must share at least one date.
+- :func:`check_minute_prices`: minute prices must agree with the daily bars of the same sessions (a split
+  between split-adjusted daily bars and as-traded minutes is an error, or rescaled on request).
 
 Messages name the file and ``line N`` / ``row N`` (:class:`~lab_v10.src.data.raw_table.Rows`); options and
 the report are those of :mod:`lab_v10.src.data.plausibility`. Thresholds are documented in
@@ -196,3 +198,64 @@ def check_common_dates(daily_dates: pd.DatetimeIndex, daily_source: str, minute_
             f"{minute_dates[0].date()}..{minute_dates[-1].date()} ({len(minute_dates)} sessions) "
             "(expected files of the same asset over overlapping dates)"
         )
+
+
+PRICE_SLACK = 0.02  # a minute close may sit this far (relative) outside its daily bar's [low, high]
+# split ratios (new shares per old share, and reverse splits): n:1 and 1:n for n = 2..50, and 3:2, 4:3, 5:2, 5:4
+SPLIT_RATIOS = sorted({float(n) for n in range(2, 51)} | {1.0 / n for n in range(2, 51)}
+                      | {r for p, q in ((3, 2), (4, 3), (5, 2), (5, 4)) for r in (p / q, q / p)})
+SPLIT_SNAP = 0.02  # a daily/minute close ratio within 2% of a split ratio is that split
+
+
+def split_ratio(ratio: float) -> float | None:
+    """The split ratio of :data:`SPLIT_RATIOS` within 2% of ``ratio``, else None (not a split)."""
+    best = min(SPLIT_RATIOS, key=lambda r: abs(ratio / r - 1.0))
+    return best if abs(ratio / best - 1.0) <= SPLIT_SNAP else None
+
+
+def check_minute_prices(daily: pd.DataFrame, daily_source: str, minutes: pd.DataFrame, minutes_source: str,
+                        rescale: bool, report: CheckReport) -> pd.DataFrame:
+    """Minute prices that agree with the daily bars of the same sessions, or DataValidationError naming both
+    files; returns the minute frame (rescaled where allowed).
+
+    A session disagrees when the median of its minute closes lies outside the daily bar's ``[low, high]``
+    widened by 2%. Typical cause: split-adjusted daily bars beside as-traded minutes. With ``rescale`` each
+    disagreeing session whose daily/minute close ratio is within 2% of a split ratio (:data:`SPLIT_RATIOS`) gets
+    its minute prices multiplied and its volume divided by that ratio (counted and reported); a session with
+    no such ratio is an error either way. ``daily``: the daily frame (index date); ``minutes``: the minute
+    frame (tz-aware index).
+    """
+    session = pd.DatetimeIndex(local_dates(minutes.index))
+    typical = minutes["close"].groupby(session).median()  # (sessions,)
+    last = minutes["close"].groupby(session).last()
+    common = typical.index.intersection(daily.index)
+    low, high = daily.loc[common, "low"], daily.loc[common, "high"]
+    off = common[((typical[common] < low * (1 - PRICE_SLACK)) | (typical[common] > high * (1 + PRICE_SLACK))).to_numpy()]
+    if off.empty:
+        return minutes
+    ratios = daily.loc[off, "close"] / last[off]  # (off,)
+    splits = ratios.map(split_ratio)
+    first = off[0]
+    what = (f"{minutes_source} and {daily_source} disagree on {len(off)} of {len(common)} common sessions: on "
+            f"{first.date()} the median minute close is {typical[first]:.4g}, outside the daily bar's range "
+            f"{low[first]:.4g}..{high[first]:.4g} (daily/minute close ratio {ratios[first]:.4g})")
+    unexplained = splits[splits.isna()]
+    if not rescale or len(unexplained):
+        if len(unexplained):
+            bad = unexplained.index[0]
+            hint = (f"; the ratio on {bad.date()} ({ratios[bad]:.4g}) is no split ratio: check that both files are "
+                    "the same asset")
+        else:
+            hint = ("; a split between the files? (daily bars split-adjusted, minutes as traded) pass "
+                    "--minutes-vs-daily rescale (data.minutes_vs_daily) to rescale those sessions' minutes by "
+                    "the split ratio (counted, reported)")
+        raise DataValidationError(what + hint)
+    factor = pd.Series(splits, index=off).reindex(session).fillna(1.0).to_numpy()  # (minutes,)
+    out = minutes.copy()
+    for column in ("open", "high", "low", "close"):
+        out[column] = out[column].to_numpy() * factor
+    out["volume"] = out["volume"].to_numpy() / factor
+    places = [f"{d.date()} x{splits[d]:g}" for d in off]
+    report.repaired(minutes_source, f"rescaled minute prices by the split ratio to match {daily_source}",
+                    "--minutes-vs-daily rescale", places)
+    return out

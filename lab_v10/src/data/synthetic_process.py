@@ -18,6 +18,8 @@ bars. data/README.md ("Synthetic market") states the equations; in short:
   VWAP, the smoothed relative volume and the daily regime (previous close's IV and drawdown), or stalls.
 - ``IV_d`` (vol points) = closed-form expected 21-day diffusive + jump vol given ``(s, l)`` times
   ``exp(vrp_base + vrp_drawdown * drawdown_d)``.
+- The symbols of a universe share a market factor: a share of the variance of every diffusive shock and
+  log-vol innovation (:func:`market_factor`, :func:`simulate_market`); each symbol keeps the lone market's law.
 
 Randomness: every simulated path owns a splitmix64 stream (``uint64[1]`` state) seeded from
 ``numpy.random.SeedSequence``; there is no global random state.
@@ -113,9 +115,14 @@ def daily_drift(sigma, prm):
 
 
 @njit(cache=True)
-def next_log_vol(s, l, shock, jumps, prm, rng):
-    """``(s_{d+1}, l_{d+1})`` from day d's standardized diffusive shock (N(0,1)) and jump count."""
+def next_log_vol(s, l, shock, jumps, prm, rng, own_load, common_s, common_l):
+    """``(s_{d+1}, l_{d+1})`` from day d's standardized diffusive shock (N(0,1)) and jump count.
+
+    The log-vol innovations are ``own_load * z + common`` with ``z`` drawn here and ``common_s, common_l`` the
+    market factor's part (:func:`simulate_market`); ``1.0, 0.0, 0.0`` for a lone market."""
     s_own, l_own = normal_pair(rng)
+    s_own = own_load * s_own + common_s
+    l_own = own_load * l_own + common_l
     s_noise = prm.short_leverage * shock + math.sqrt(1.0 - prm.short_leverage**2) * s_own
     l_noise = prm.long_leverage * shock + math.sqrt(1.0 - prm.long_leverage**2) * l_own
     s_next = prm.short_persistence * s + prm.short_noise * s_noise + prm.jump_vol_feedback * jumps
@@ -160,9 +167,10 @@ def draw_onset(after, u, onset_cdf):
 
 
 @njit(cache=True)
-def open_session(state, prev_log_close, sigma, drift, prm, rng):
-    """Reset ``state`` to the session open after the overnight gap; returns the overnight shock part."""
-    z = normal(rng)
+def open_session(state, prev_log_close, sigma, drift, prm, rng, own_load, common):
+    """Reset ``state`` to the session open after the overnight gap; returns the overnight shock part. The gap's
+    standardized shock is ``own_load * z + common`` (``z`` drawn here; ``1.0, 0.0`` for a lone market)."""
+    z = own_load * normal(rng) + common
     state[LOG_CLOSE] = prev_log_close + prm.overnight_share * drift + sigma * math.sqrt(prm.overnight_share) * z
     state[CUM_PV] = 0.0
     state[CUM_V] = 0.0
@@ -174,8 +182,9 @@ def open_session(state, prev_log_close, sigma, drift, prm, rng):
 
 
 @njit(cache=True)
-def start_session(state, log_prev_close, s, l, iv_prev, drawdown_prev, prm, tab, rng):
-    """Draw a session's inputs from the state at the previous close and open it (:func:`open_session`).
+def start_session(state, log_prev_close, s, l, iv_prev, drawdown_prev, prm, tab, rng, own_load, common):
+    """Draw a session's inputs from the state at the previous close and open it (:func:`open_session`, which
+    takes ``own_load, common``).
     Returns ``(sigma, drift, volume_level, regime, onset, shock)``: the day's diffusive vol, log drift,
     expected volume, reversal-logit term, run-up onset minute and the overnight shock part."""
     sigma = daily_sigma(s, l, tab)
@@ -183,7 +192,7 @@ def start_session(state, log_prev_close, s, l, iv_prev, drawdown_prev, prm, tab,
     volume_level = session_volume_level(s, l, prm, rng)
     regime = regime_logit(iv_prev, drawdown_prev, prm)
     onset = draw_onset(-1, uniform(rng), tab.onset_cdf)
-    shock = open_session(state, log_prev_close, sigma, drift, prm, rng)
+    shock = open_session(state, log_prev_close, sigma, drift, prm, rng, own_load, common)
     return sigma, drift, volume_level, regime, onset, shock
 
 
@@ -192,14 +201,15 @@ def start_session(state, log_prev_close, s, l, iv_prev, drawdown_prev, prm, tab,
 
 
 @njit(cache=True)
-def step_minute(state, j, onset, sigma, drift, volume_level, regime, prm, tab, rng):
+def step_minute(state, j, onset, sigma, drift, volume_level, regime, prm, tab, rng, own_load, common):
     """Advance ``state`` (the close of minute j-1, or the open) through minute ``j``.
 
     First the phase transition, decided from the state at the close of minute j-1 (run-up onset at
     ``onset``; reversal / stall hazards during a run-up; end of a reversal), then the bar of minute j.
     Returns the bar in log prices and shares, the minute's standardized diffusive shock part
     ``sqrt(w_j) z_j`` and its jump (log return, 0.0 without one):
-    ``(log_open, log_high, log_low, log_close, volume, shock, jump)``.
+    ``(log_open, log_high, log_low, log_close, volume, shock, jump)``. The minute's standardized diffusive
+    shock is ``z_j = own_load * z + common`` (``z`` drawn here; ``1.0, 0.0`` for a lone market).
     """
     unit = sigma * tab.unit_scale  # minute-sigma
     log_open = state[LOG_CLOSE]
@@ -242,6 +252,7 @@ def step_minute(state, j, onset, sigma, drift, volume_level, regime, prm, tab, r
 
     sd = sigma * tab.minute_sd_weight[j]
     z, volume_z = normal_pair(rng)
+    z = own_load * z + common
     jump = 0.0
     if uniform(rng) < tab.jump_prob:
         jump = sigma * (prm.jump_mean + prm.jump_sd * normal(rng))
@@ -295,13 +306,43 @@ def rest_of_session(log_price, first, sigma, drift, prm, tab, rng):
 
 
 @njit(cache=True)
-def simulate_market(n_days, log_initial_price, seed, prm, tab):
+def market_factor(n_days, minutes, seed):
+    """A universe's market factor: independent N(0,1) draws that every symbol shares, from stream 0 of
+    ``seed`` (uint64), day by day (a longer sample extends a shorter one).
+
+    Returns ``price`` ``(N, M + 1)`` (column 0: the shock of session d's overnight gap, column 1 + j: minute
+    j's) and ``vol`` ``(N + 1, 2)`` (short, long log-vol; row 0: the stationary start, row d + 1: the
+    innovations at the close of d), the layout :func:`simulate_market` reads.
+    """
+    rng = np.empty(1, np.uint64)
+    seed_stream(rng, seed, 0)
+    price = np.empty((n_days, minutes + 1))
+    vol = np.empty((n_days + 1, 2))
+    for d in range(n_days + 1):
+        vol[d, 0], vol[d, 1] = normal_pair(rng)
+        if d < n_days:
+            for j in range(minutes + 1):
+                price[d, j] = normal(rng)
+    return price, vol
+
+
+@njit(cache=True)
+def simulate_market(n_days, log_initial_price, seed, prm, tab, factor_price, factor_vol, factor_share):
     """Run the process for ``n_days`` sessions from a stationary log-vol draw.
+
+    Each standardized diffusive shock (overnight gap, minutes) and log-vol innovation, the stationary start
+    included, is ``sqrt(1 - factor_share) * z + sqrt(factor_share) * f`` with ``z`` from the symbol's own
+    stream (``seed``) and ``f`` the matching market-factor draw of ``factor_price, factor_vol`` (layout of
+    :func:`market_factor`): still N(0,1), so every symbol of a universe follows the single market's law.
+    ``factor_share = 0`` gives the lone market bit for bit whatever the factor arrays hold (if finite).
 
     Returns ``bars`` ``(5, N, M)`` (log open, log high, log low, log close, volume), ``minute_state``
     ``(N, M, N_STATE)`` (state at each minute's close), ``daily`` ``(10, N)`` (rows: s_d, l_d, sigma_d,
     drift, volume level, regime logit, drawdown, IV, jump return, jump count).
     """
+    own_load = math.sqrt(1.0 - factor_share)
+    common_price = math.sqrt(factor_share) * factor_price  # (N, M + 1): the factor's part of each shock
+    common_vol = math.sqrt(factor_share) * factor_vol  # (N + 1, 2)
     minutes = tab.minutes_per_day
     bars = np.empty((5, n_days, minutes))
     minute_state = np.empty((n_days, minutes, N_STATE))
@@ -310,19 +351,20 @@ def simulate_market(n_days, log_initial_price, seed, prm, tab):
     seed_stream(rng, seed, 0)
     state = np.empty(N_STATE)
     window = prm.drawdown_window_days
-    s = prm.short_noise / math.sqrt(1.0 - prm.short_persistence**2) * normal(rng)
-    l = prm.long_noise / math.sqrt(1.0 - prm.long_persistence**2) * normal(rng)
+    s = prm.short_noise / math.sqrt(1.0 - prm.short_persistence**2) * (own_load * normal(rng) + common_vol[0, 0])
+    l = prm.long_noise / math.sqrt(1.0 - prm.long_persistence**2) * (own_load * normal(rng) + common_vol[0, 1])
     iv_prev = implied_vol(s, l, 0.0, prm, tab)
     drawdown_prev = 0.0
     log_close = log_initial_price
     for d in range(n_days):
         sigma, drift, volume_level, regime, onset, shock = start_session(
-            state, log_close, s, l, iv_prev, drawdown_prev, prm, tab, rng
+            state, log_close, s, l, iv_prev, drawdown_prev, prm, tab, rng, own_load, common_price[d, 0]
         )
         jump_return = 0.0
         jumps = 0
         for j in range(minutes):
-            out = step_minute(state, j, onset, sigma, drift, volume_level, regime, prm, tab, rng)
+            common = common_price[d, j + 1]
+            out = step_minute(state, j, onset, sigma, drift, volume_level, regime, prm, tab, rng, own_load, common)
             for field in range(5):
                 bars[field, d, j] = out[field]
             minute_state[d, j] = state
@@ -338,7 +380,7 @@ def simulate_market(n_days, log_initial_price, seed, prm, tab):
         daily[0, d], daily[1, d], daily[2, d], daily[3, d] = s, l, sigma, drift
         daily[4, d], daily[5, d], daily[6, d] = volume_level, regime, drawdown
         daily[8, d], daily[9, d] = jump_return, jumps
-        s, l = next_log_vol(s, l, shock, jumps, prm, rng)
+        s, l = next_log_vol(s, l, shock, jumps, prm, rng, own_load, common_vol[d + 1, 0], common_vol[d + 1, 1])
         iv_prev = implied_vol(s, l, drawdown, prm, tab)
         drawdown_prev = drawdown
         daily[7, d] = iv_prev
@@ -352,14 +394,14 @@ def session_close(log_prev_close, s, l, iv_prev, drawdown_prev, prm, tab, state,
     session has no episode left, the remaining minutes are drawn in one step. Returns
     ``(log_close, shock, jumps)`` with the day's standardized diffusive shock and jump count."""
     sigma, drift, volume_level, regime, onset, shock = start_session(
-        state, log_prev_close, s, l, iv_prev, drawdown_prev, prm, tab, rng
+        state, log_prev_close, s, l, iv_prev, drawdown_prev, prm, tab, rng, 1.0, 0.0
     )
     minutes = tab.minutes_per_day
     jumps = 0
     j = 0
     if onset < minutes:
         while j < minutes and state[PHASE] != DONE:
-            out = step_minute(state, j, onset, sigma, drift, volume_level, regime, prm, tab, rng)
+            out = step_minute(state, j, onset, sigma, drift, volume_level, regime, prm, tab, rng, 1.0, 0.0)
             shock += out[5]
             jumps += out[6] != 0.0
             j += 1
@@ -398,7 +440,7 @@ def expected_gap_paths(
                 close, shock, jumps = session_close(x, s, l, iv_prev, drawdown_prev, prm, tab, state, rng)
                 sum_sq += (close - x) ** 2
                 x = close
-                s, l = next_log_vol(s, l, shock, jumps, prm, rng)
+                s, l = next_log_vol(s, l, shock, jumps, prm, rng, 1.0, 0.0, 0.0)
                 peak = max(peak, x)
                 drawdown_prev = 1.0 - math.exp(x - max(peak, history_peak[i, k]))
                 iv_prev = implied_vol(s, l, drawdown_prev, prm, tab)
@@ -434,7 +476,7 @@ def downside_first_paths(
             state[:] = minute_state[m]
             onset = draw_onset(m, uniform(rng), tab.onset_cdf) if state[PHASE] == QUIET else minutes
             for j in range(m + 1, m + horizon + 1):
-                bar = step_minute(state, j, onset, sigma, drift, volume_level, regime, prm, tab, rng)
+                bar = step_minute(state, j, onset, sigma, drift, volume_level, regime, prm, tab, rng, 1.0, 0.0)
                 log_high, log_low = bar[1], bar[2]
                 down = log_low <= log_down[m]
                 if down or log_high >= log_up[m]:

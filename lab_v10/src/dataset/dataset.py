@@ -22,6 +22,7 @@ import pandas as pd
 from lab_v10.src.config import HRMConfig, LabConfig
 from lab_v10.src.data.market import Market
 from lab_v10.src.dataset.folds import Fold
+from lab_v10.src.dataset.hrm_tokens import next_session as paired_session
 from lab_v10.src.errors import ConfigError
 from lab_v10.src.features.daily import build_daily_features
 from lab_v10.src.features.intraday import build_intraday_features
@@ -39,7 +40,7 @@ class Dataset:
     yB: pd.Series | None  # index minute timestamp, 0/1/NaN
     sample_dates: pd.DatetimeIndex  # forecast dates t with a defined label span
     span_end: pd.DatetimeIndex  # last date each sample's label looks at
-    next_session: pd.Series  # forecast date t -> the next minute session after t (NaT when none)
+    next_session: pd.Series  # date t -> its paired session: the first after t, no daily row between (NaT: none)
 
 
 def check_hrm_inputs(market: Market, X_daily: pd.DataFrame, hrm: HRMConfig) -> None:
@@ -88,7 +89,9 @@ def build_dataset(market: Market, cfg: LabConfig, hrm: bool | None = None) -> Da
 
     sessions = pd.DatetimeIndex([] if X_intraday is None else X_intraday["session"].unique()).sort_values()
     dates = X_daily.index
-    pos = np.searchsorted(sessions.to_numpy(), dates.to_numpy(), side="right")  # (n_dates,) len(sessions) = none
+    # the session paired with t: the first one after t with no daily row in between (else NaT), so a date far
+    # before the minute data never pairs with a session years later
+    pos = paired_session(dates.as_unit("ns").to_numpy(), sessions.as_unit("ns").to_numpy())  # (n_dates,) -1: none
     after_last = np.append(sessions.to_numpy(), np.datetime64("NaT"))
     next_session = pd.Series(after_last[pos], index=dates)
     if yA is not None:

@@ -10,7 +10,8 @@ for forecast dates (the fold's test dates). Time semantics are the dataset's (do
   reading daily rows ``<= d-1`` and minutes ``<= m`` of *d*.
 
 Models are built by name in :mod:`lab_v10.src.models.registry`; the pipeline runs them all in one loop and
-scores them on identical rows.
+scores them on identical rows. In a universe run, each model also runs pooled across symbols
+(:class:`PooledForecaster`), beside its per-symbol fits.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pandas as pd
 
 from lab_v10.src.dataset.dataset import Dataset
 from lab_v10.src.dataset.folds import Fold
+from lab_v10.src.dataset.panel import Panel
 
 BOOKS = ("A", "B")
 
@@ -61,4 +63,24 @@ class Forecaster(Protocol):
     def predict(self, data: Dataset, dates: pd.DatetimeIndex) -> Forecasts:
         """Forecasts for ``dates`` (sample dates of ``data``): Book A at each date, Book B at every minute of
         the sessions paired with them (module docstring for what each may read)."""
+        ...
+
+
+class PooledForecaster(Protocol):
+    """A model fitted once per fold on every symbol of a universe panel (one network or regression for all;
+    :mod:`lab_v10.src.dataset.panel`), then asked for each symbol's forecasts, with the time semantics above.
+
+    ``fit(panel, folds)``: ``folds`` maps each symbol taking part in the panel fold to its restricted fold
+    (:func:`~lab_v10.src.dataset.panel.symbol_folds`); the same training/validation rules as
+    :meth:`Forecaster.fit` per symbol; preprocessing is fitted per symbol on its training rows.
+    ``predict(panel, symbol, dates)``: as :meth:`Forecaster.predict` on that symbol's dataset.
+    """
+
+    name: str
+    books: tuple[str, ...]
+
+    def fit(self, panel: Panel, folds: dict[str, Fold]) -> PooledForecaster:
+        ...
+
+    def predict(self, panel: Panel, symbol: str, dates: pd.DatetimeIndex) -> Forecasts:
         ...

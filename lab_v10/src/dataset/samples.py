@@ -13,7 +13,8 @@ Data conventions (docs/design.md sections 2 and 3):
 - ``yB``: Series indexed by minute timestamps, 0/1 (downside barrier first or not) or NaN (horizon runs past
   the close); it must have a row for every minute of ``X_intraday`` in the sample sessions.
 - ``train_idx``, ``val_idx``: DatetimeIndex of session dates, the walk-forward fold's sample dates,
-  disjoint. Book A samples are those dates (every one needs a finite label: purge unlabeled dates first).
+  disjoint. A pooled panel (:mod:`lab_v10.src.dataset.panel`) stacks symbols: its Book A tables and keys
+  are indexed by a ``(symbol, date)`` MultiIndex instead, with the same checks. Book A samples are those dates (every one needs a finite label: purge unlabeled dates first).
   Book B samples are the minutes of those sessions whose ``yB`` is not NaN (NaN labels are masked, not an
   error); every date must be a session of ``X_intraday`` (intersect the fold's dates with the minute
   sessions first).
@@ -66,8 +67,20 @@ def feature_frame(X: pd.DataFrame, columns: Sequence[str], name: str) -> pd.Data
     return pd.DataFrame(values, index=X.index, columns=list(columns))
 
 
+def show_key(key) -> str:
+    """A sample key for a message: ``YYYY-MM-DD``, or ``SYMBOL YYYY-MM-DD`` for a panel's ``(symbol, date)``."""
+    if isinstance(key, tuple):
+        return " ".join(show_key(part) for part in key)
+    return str(key.date()) if isinstance(key, pd.Timestamp) else str(key)
+
+
 def sample_dates(dates: pd.DatetimeIndex, name: str) -> pd.DatetimeIndex:
-    """``dates`` as a DatetimeIndex of unique session dates; ValueError on non-dates, NaT or duplicates."""
+    """``dates`` as a DatetimeIndex of unique session dates (or a panel's unique ``(symbol, date)``
+    MultiIndex); ValueError on non-dates, NaT or duplicates."""
+    if isinstance(dates, pd.MultiIndex):
+        if not dates.is_unique:
+            raise ValueError(f"{name}: duplicate sample {show_key(dates[dates.duplicated()][0])} (expected unique keys)")
+        return dates
     try:
         dates = pd.DatetimeIndex(dates)
     except (TypeError, ValueError):
@@ -88,7 +101,7 @@ def fold_dates(train_idx: pd.DatetimeIndex, val_idx: pd.DatetimeIndex) -> tuple[
     both = train.intersection(val)
     if both.size:
         raise ValueError(
-            f"val_idx: date {both[0].date()} is also in train_idx (expected disjoint train and validation dates)"
+            f"val_idx: date {show_key(both[0])} is also in train_idx (expected disjoint train and validation dates)"
         )
     return train, val
 
@@ -125,23 +138,23 @@ def daily_samples(
     train, val = fold_dates(train_idx, val_idx)
     if require_val and val.size == 0:
         raise ValueError("val_idx: expected at least one validation date (hyper-parameters are chosen on it), got none")
-    if not isinstance(X_daily, pd.DataFrame) or not isinstance(X_daily.index, pd.DatetimeIndex):
+    if not isinstance(X_daily, pd.DataFrame) or not isinstance(X_daily.index, (pd.DatetimeIndex, pd.MultiIndex)):
         raise ValueError("X_daily: expected a DataFrame indexed by session date (DatetimeIndex)")
     if not X_daily.index.is_unique:
         dup = X_daily.index[X_daily.index.duplicated()][0]
-        raise ValueError(f"X_daily: duplicate date {dup.date()} (expected one feature row per session)")
+        raise ValueError(f"X_daily: duplicate date {show_key(dup)} (expected one feature row per session)")
     parts = []
     for dates, role in ((train, "train"), (val, "validation")):
         rows = X_daily.index.get_indexer(dates)
         if (rows < 0).any():
             missing = dates[np.flatnonzero(rows < 0)[0]]
-            raise ValueError(f"X_daily: no feature row for {role} date {missing.date()} (expected every sample date)")
+            raise ValueError(f"X_daily: no feature row for {role} date {show_key(missing)} (expected every sample date)")
         X = feature_frame(X_daily.iloc[rows], columns, "X_daily")
         y = yA.iloc[_label_positions(yA, dates, "yA", f"{role} date")].astype(float)
         nan = np.flatnonzero(~np.isfinite(y.to_numpy()))
         if nan.size:
             raise ValueError(
-                f"yA: label at {role} date {dates[nan[0]].date()} is {y.iloc[nan[0]]} (expected a finite label; "
+                f"yA: label at {role} date {show_key(dates[nan[0]])} is {y.iloc[nan[0]]} (expected a finite label; "
                 "dates whose horizon runs past the data must be purged from the fold)"
             )
         parts += [X, pd.Series(y.to_numpy(), index=X.index, name="yA")]

@@ -129,6 +129,28 @@ def segments_histogram_png(segments: np.ndarray, model: str) -> bytes:
     return _png(fig)
 
 
+def symbol_bars_png(symbols: list[str], panels: dict[str, dict[str, list[float | None]]]) -> bytes:
+    """Per-symbol grouped bars, one panel per metric: ``panels[title][series]`` holds one value per symbol of
+    ``symbols`` (None: not defined, drawn as no bar). E.g. Book A R² and net Sharpe of the candidate and a
+    baseline per symbol of a universe."""
+    if not symbols or not panels:
+        raise ValueError("per-symbol bars: expected at least one symbol and one metric, got none")
+    fig, axes = _panels(len(panels), height=4.0)
+    x = np.arange(len(symbols))
+    for ax, (title, series) in zip(axes, panels.items()):
+        width = 0.8 / max(len(series), 1)
+        for k, (label, values) in enumerate(series.items()):
+            heights = np.array([np.nan if v is None else v for v in values], dtype=float)
+            ax.bar(x + (k - (len(series) - 1) / 2) * width, np.nan_to_num(heights), width=width, label=label)
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_xticks(x, symbols, rotation=45, ha="right")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("Per symbol: test rows of each symbol")
+    return _png(fig)
+
+
 def _figure(width: float, height: float) -> Figure:
     """A standalone figure (inches) on its own Agg canvas, with a constrained layout."""
     fig = Figure(figsize=(width, height), layout="constrained")

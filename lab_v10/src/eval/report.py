@@ -11,7 +11,8 @@ Files (in ``out_dir``):
   preset, data description, folds, forecast metrics per book, model and fold (and ``"all"``), trading
   metrics per book and strategy (gross and net keys of ``trading_metrics``), portfolio metrics, skipped
   books, trade counts, the verdict, ACT segment counts per model with learned halting, ``n_trials`` and
-  timings (seconds).
+  timings (seconds); for a universe also ``by_symbol`` (each symbol's metrics and verdict) and
+  ``symbol_table`` (also ``symbols.csv`` and a table and plot in report.html).
 - ``folds.csv`` (one row per fold; a (start, end) period becomes ``<key>_start``, ``<key>_end``),
   ``forecast_metrics_A.csv`` / ``forecast_metrics_B.csv`` (one row per model and fold, ``"all"`` last),
   ``trading_metrics.csv`` (one row per book and strategy; book ``A``, ``B`` or ``portfolio``),
@@ -118,6 +119,8 @@ def write_report(result: RunResult, out_dir: Path) -> dict[str, Path]:
     for book in ("A", "B", *(k for k in result.forecast_metrics if k not in ("A", "B"))):
         put(f"forecast_metrics_{book}.csv", csv_bytes(_forecast_metrics_frame(result.forecast_metrics.get(book, {}))))
     put("trading_metrics.csv", csv_bytes(_trading_metrics_frame(result)))
+    if result.symbol_table:
+        put("symbols.csv", csv_bytes(pd.DataFrame(result.symbol_table)))
     for name, trades in _trade_tables(result).items():
         put(name, csv_bytes(trades))
 
@@ -143,7 +146,8 @@ def console_summary(result: RunResult) -> str:
     """The verdict first, then headline numbers as fixed-width text: per book each model's overall R² (A) or
     AUC (B), net Sharpe and max drawdown; the portfolio per strategy; skipped books."""
     lines = [*result.verdict["lines"], "",
-             f"Run: preset {result.preset}, {len(result.folds)} folds, n_trials {result.n_trials}; {fill_rule(result)}"]
+             f"Run: preset {result.preset}, {len(result.folds)} folds, n_trials {result.n_trials} ({result.n_trials_source}); "
+             f"{fill_rule(result)}"]
     for book, run in (("A", result.book_a), ("B", result.book_b)):
         metric = HEADLINE_FORECAST[book]
         forecasts = result.forecast_metrics.get(book, {})
@@ -160,6 +164,14 @@ def console_summary(result: RunResult) -> str:
         ]
         if rows:
             lines += text_table(["model", metric, "net Sharpe", "max DD"], rows)
+    if result.symbol_table:
+        lines.append("Per symbol (Book A)")
+        lines += text_table(["symbol", "test days", "R² cand.", "best other", "R² other", "Sharpe cand.",
+                             "Sharpe short"],
+                            [[r["symbol"], fmt(r["test_days"]), fmt(r["r2_candidate"], "metric"),
+                              fmt(r["best_other"]), fmt(r["r2_best_other"], "metric"),
+                              fmt(r["net_sharpe_A_candidate"], "ratio"), fmt(r["net_sharpe_A_always_short"], "ratio")]
+                             for r in result.symbol_table])
     lines.append(BOOK_TITLES["portfolio"])
     rows = [
         [name, fmt(m.get("net_sharpe"), "ratio"), fmt(m.get("net_max_drawdown"), "pct")]
@@ -283,6 +295,14 @@ def _render_plots(result: RunResult, net_pnl: dict[str, dict[str, pd.Series]]) -
         tables = {m: calibration_table(rows["y_true"], rows["proba"]) for m, rows in fb.groupby("model", sort=False)}
         figures.append(Plot(title, "calibration_b.png", plots.calibration_png(tables)))
 
+    if result.symbol_table:
+        table = result.symbol_table
+        symbols = [row["symbol"] for row in table]
+        panels = {"Book A R² (OOS)": {"candidate": [row["r2_candidate"] for row in table],
+                                      "best other model": [row["r2_best_other"] for row in table]},
+                  "Book A net Sharpe": {"candidate": [row["net_sharpe_A_candidate"] for row in table],
+                                        "always short": [row["net_sharpe_A_always_short"] for row in table]}}
+        figures.append(Plot("Per symbol: Book A", "per_symbol_a.png", plots.symbol_bars_png(symbols, panels)))
     if not result.act_segments:
         title = "ACT segments used"
         figures.append(Plot(title, "act_segments.png", None, f"{title}: no model with learned halting ran."))
@@ -308,6 +328,7 @@ def _summary_json(result: RunResult) -> str:
         "data": result.data,
         "folds": result.folds,
         "n_trials": result.n_trials,
+        "n_trials_source": result.n_trials_source,
         "timings": result.timings,
         "forecast_metrics": result.forecast_metrics,
         "trading_metrics": {"A": result.book_a.metrics, "B": result.book_b.metrics},
@@ -316,6 +337,8 @@ def _summary_json(result: RunResult) -> str:
         "n_trades": {book: {s: len(t) for s, t in run.trades.items()} for book, run in _books(result).items()},
         "verdict": result.verdict,
         "act_segments": segments,
+        "by_symbol": result.by_symbol,
+        "symbol_table": result.symbol_table,
     }
     return json.dumps(json_safe(summary, "summary"), indent=2, allow_nan=False, ensure_ascii=False)
 
@@ -330,9 +353,10 @@ def _html_page(result: RunResult, figures: list[Plot]) -> str:
     body = [
         "<h1>HRM Dual-Book Trading Lab: run report</h1>",
         *_verdict_html(result.verdict),
+        *_symbols_html(result.symbol_table),
         "<h2>Run</h2>",
         html_table(["Item", "Value"], [["Preset", fmt(result.preset)], ["Folds", fmt(len(result.folds))],
-                                        ["Trials (for the DSR)", fmt(result.n_trials)],
+                                        ["Trials (for the DSR)", f"{fmt(result.n_trials)} ({result.n_trials_source})"],
                                         ["Book A fills", fill_rule(result)]]),
         "<h3>Data</h3>",
         html_table(["Field", "Value"], [[k, fmt(v)] for k, v in flatten(result.data).items()]),
@@ -388,6 +412,15 @@ def _html_page(result: RunResult, figures: list[Plot]) -> str:
         + "\n".join(body)
         + "\n</body></html>\n"
     )
+
+
+def _symbols_html(table: list[dict]) -> list[str]:
+    """A universe's per-symbol table (empty for a single asset)."""
+    if not table:
+        return []
+    columns = list(dict.fromkeys(k for row in table for k in row))
+    return ["<h2>Per symbol (each symbol's own test rows and verdict)</h2>",
+            html_table(columns, [[fmt(row.get(c), "metric") for c in columns] for row in table])]
 
 
 def fill_rule(result: RunResult) -> str:

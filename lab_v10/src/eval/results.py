@@ -50,7 +50,10 @@ class RunResult:
     - ``act_segments``: per model with learned halting (``hrm``, ``tshrm``), the ACT segments used per test
       sample and ensemble member.
     - ``n_trials``: the number of configurations tried (1 for a single run; a sweep's count otherwise),
-      used for the deflated Sharpe ratio.
+      used for the deflated Sharpe ratio; ``n_trials_source``: where that count came from, in words.
+    - Universe runs only (else empty): the forecast tables carry a ``symbol`` column, the books, portfolio,
+      metrics and verdict above are the panel's (:mod:`lab_v10.src.eval.universe_scoring`), ``by_symbol``
+      holds each symbol's metrics and verdict, ``symbol_table`` one summary row per symbol.
     """
 
     config: dict
@@ -67,4 +70,7 @@ class RunResult:
     verdict: dict
     act_segments: dict[str, np.ndarray]
     n_trials: int = 1
+    n_trials_source: str = "a single run"
+    by_symbol: dict[str, dict] = field(default_factory=dict)
+    symbol_table: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)

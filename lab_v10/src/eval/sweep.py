@@ -25,6 +25,9 @@ trial (multi-objective), each a full lab config for ``main_v3.py --config``, and
 ``n_trials``: the configurations evaluated (finished trials minus rejected ones), the trial count
 ``main_v3.py --n-trials`` gives the deflated Sharpe ratio, and ``pbo``: the probability of backtest
 overfitting of the best trial (:func:`sweep_pbo`); ``main_v3.py --sweep sweep.json`` reads both.
+
+With a tracking target (``--tracking-uri``) the sweep is an MLflow run and each finished trial a child run
+with its parameters, per-block scores and state (:mod:`lab_v10.src.eval.tracking_sweep`).
 """
 from __future__ import annotations
 
@@ -55,12 +58,13 @@ from lab_v10.src.config import LabConfig, apply_overrides, config_to_dict
 from lab_v10.src.data.store import atomic_output
 from lab_v10.src.errors import ConfigError
 from lab_v10.src.eval.pbo import probability_of_backtest_overfitting
-from lab_v10.src.eval.sweep_objective import REJECTED_ATTR, SweepObjective
+from lab_v10.src.eval.sweep_objective import FINISHED, REJECTED_ATTR, SweepObjective, is_evaluated
 from lab_v10.src.eval.sweep_space import SweepSpace
+from lab_v10.src.eval.tracking import Tracker, TrackingTarget
+from lab_v10.src.eval.tracking_sweep import TrialLogger, finish_sweep_run, start_sweep_run
 
 log = logging.getLogger("lab.sweep")
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 ERROR_ATTR = "error"  # user attribute: the exception of a failed trial
 WORKER_ATTR = "worker"  # user attribute: host:pid of the process that ran the trial
 HEARTBEAT_S, GRACE_S = 60, 180  # RDB storages: a running trial without a heartbeat for GRACE_S is failed
@@ -149,6 +153,7 @@ class _WorkerJob:
     timeout: float | None
     seed: int
     threads: int | None  # torch intra-op threads (None: leave torch's default)
+    callbacks: tuple = ()  # more Optuna callbacks, e.g. eval.tracking_sweep.TrialLogger
 
 
 def _run_worker(job: _WorkerJob) -> None:
@@ -161,7 +166,7 @@ def _run_worker(job: _WorkerJob) -> None:
     )
     study.optimize(
         _RecordErrors(job.objective), n_trials=job.n_trials, timeout=job.timeout, catch=(Exception,),
-        callbacks=[MaxTrialsCallback(job.target, states=FINISHED)],
+        callbacks=[MaxTrialsCallback(job.target, states=FINISHED), *job.callbacks],
     )
 
 
@@ -179,6 +184,7 @@ class SweepResult:
     commands: list[str]  # main_v3.py runs of the best configs
     dashboard_command: str
     worker_failures: list[str] = dataclasses.field(default_factory=list)  # per worker that died: how, its trials
+    tracking: str | None = None  # the sweep's MLflow run and its trial runs, in words (None: not tracked)
 
 
 def run_sweep(
@@ -191,6 +197,7 @@ def run_sweep(
     workers: int = 1,
     timeout: float | None = None,
     objective: Objective | None = None,
+    tracking: TrackingTarget | None = None,
 ) -> SweepResult:
     """Run (or resume) ``study_name`` until it holds ``n_trials`` finished trials, then write the results.
 
@@ -198,6 +205,8 @@ def run_sweep(
     here, so data errors surface before any worker starts); a cheap callable of a trial can stand in for it.
     The pruner's steps are the scored folds of ``space`` for ``cfg`` (:meth:`SweepSpace.n_steps`).
     ``workers`` > 1 starts that many processes (spawned; the objective must be picklable) on the storage.
+    ``tracking``: log the sweep to MLflow, each trial a child run (:mod:`lab_v10.src.eval.tracking_sweep`); the
+    store is opened before any work.
     """
     if n_trials < 1:
         raise ConfigError(f"--trials: expected int >= 1, got {n_trials}")
@@ -210,6 +219,7 @@ def run_sweep(
     storage = storage or str(out_dir / DEFAULT_JOURNAL)
     if "://" not in storage:
         check_journal(Path(storage))
+    tracker = Tracker(tracking) if tracking is not None else None  # a bad tracking store fails before any work
     pruner = space.make_pruner(space.n_steps(cfg.walkforward))
     if objective is None:
         objective = SweepObjective(cfg, space)
@@ -231,8 +241,12 @@ def run_sweep(
     # a resumed study gets fresh seeds, so TPE's random start does not repeat earlier trials
     seeds = np.random.SeedSequence([cfg.seed, len(existing)]).generate_state(max(1, len(shares)))
     threads = max(1, (os.cpu_count() or 1) // len(shares)) if len(shares) > 1 else None
+    callbacks, parent = (), None
+    if tracker is not None:
+        parent = start_sweep_run(tracker, study_name, storage, cfg, space.source, space.objectives)
+        callbacks = (TrialLogger(tracking, parent, cfg, study_name, space.objectives),)
     jobs = [
-        _WorkerJob(storage, study_name, space, objective, pruner, n, n_trials, timeout, int(seed), threads)
+        _WorkerJob(storage, study_name, space, objective, pruner, n, n_trials, timeout, int(seed), threads, callbacks)
         for n, seed in zip(shares, seeds)
     ]
     failures: list[str] = []
@@ -247,8 +261,12 @@ def run_sweep(
         for p in processes:
             p.join()
         failures = [_fail_orphaned_trials(storage, study_name, p) for p in processes if p.exitcode != 0]
-    return write_results(optuna.load_study(study_name=study_name, storage=open_storage(storage)), cfg, space,
-                         out_dir, storage, failures)
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    tracked = None if tracker is None else f"sweep run {parent} in {tracker.describe()}, one child run per trial"
+    result = write_results(study, cfg, space, out_dir, storage, failures, tracked)
+    if tracker is not None:
+        finish_sweep_run(tracker, parent, study, cfg, result, space.source, space.objectives)
+    return result
 
 
 def _fail_orphaned_trials(storage: str, study_name: str, process: multiprocessing.Process) -> str:
@@ -267,7 +285,7 @@ def _fail_orphaned_trials(storage: str, study_name: str, process: multiprocessin
 
 def evaluated_trials(trials: Sequence[FrozenTrial]) -> int:
     """Finished trials that evaluated a configuration (rejected ones never trained): the DSR trial count."""
-    return sum(t.state in FINISHED and REJECTED_ATTR not in t.user_attrs for t in trials)
+    return sum(map(is_evaluated, trials))
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -311,10 +329,10 @@ def sweep_pbo(trials: Sequence[FrozenTrial], objective: str) -> dict:
 
 def write_results(
     study: optuna.Study, cfg: LabConfig, space: SweepSpace, out_dir: Path, storage: str,
-    worker_failures: Sequence[str] = (),
+    worker_failures: Sequence[str] = (), tracking: str | None = None,
 ) -> SweepResult:
-    """Write trials.csv, the best config(s) and sweep.json (with ``worker_failures``) into ``out_dir`` (module
-    docstring)."""
+    """Write trials.csv, the best config(s) and sweep.json (with ``worker_failures`` and ``tracking``, the
+    sweep's MLflow run in words) into ``out_dir`` (module docstring)."""
     out_dir = Path(out_dir)
     trials = study.get_trials(deepcopy=False)
     frame = study.trials_dataframe()
@@ -346,7 +364,7 @@ def write_results(
     result = SweepResult(
         study_name=study.study_name, storage=storage, n_trials=n_evaluated, states=dict(states), best=best,
         csv_path=csv_path, json_path=out_dir / JSON_FILE, commands=commands,
-        dashboard_command=f"optuna-dashboard {storage}", worker_failures=list(worker_failures),
+        dashboard_command=f"optuna-dashboard {storage}", worker_failures=list(worker_failures), tracking=tracking,
     )
     summary = {
         **{k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()},

@@ -29,7 +29,7 @@ from typing import NoReturn
 
 import optuna
 import pandas as pd
-from optuna.trial import Trial
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from lab_v10.src.config import HRMConfig, LabConfig, apply_overrides
 from lab_v10.src.data.market import load_market
@@ -47,6 +47,13 @@ from lab_v10.src.options.param_budget import BUDGET, param_counts
 log = logging.getLogger("lab.sweep")
 
 REJECTED_ATTR = "rejected"  # user attribute: why a configuration was pruned before training
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def is_evaluated(trial: FrozenTrial) -> bool:
+    """A finished trial that evaluated a configuration (a rejected one never trained): one of the deflated
+    Sharpe's trials (sweep.json ``n_trials``, MLflow ``lab.counts_as_trial``)."""
+    return trial.state in FINISHED and REJECTED_ATTR not in trial.user_attrs
 
 
 def score_forecasts(forecasts: Forecasts, data: Dataset, train: pd.DatetimeIndex,

@@ -1,6 +1,6 @@
 """The run's verdict: does the model under test beat the baselines, after costs, beyond noise?
 
-For each book the candidate (``hrm``, else ``tshrm``, when it ran) is compared with every other model or
+For each book the candidate (``hrm_pooled`` in a universe, else ``hrm``, else ``tshrm``, when it ran) is compared with every other model or
 strategy on identical rows, and the comparison against the best of them (by the section's point metric,
 chosen after the fact, which favours the baseline) is the headline. Differences are candidate minus
 baseline, with a confidence interval and a two-sided p-value (:mod:`lab_v10.src.eval.significance`):
@@ -32,12 +32,13 @@ from lab_v10.src.eval.significance import (
 )
 
 ALPHA = 0.05
-CANDIDATES = ("hrm", "tshrm")  # the model under test: the first of these that ran
+CANDIDATES = ("hrm_pooled", "hrm", "tshrm")  # the model under test: the first of these that ran
 UNTRADABLE = ("no_trade",)  # a strategy with no P&L has no Sharpe ratio to compare with
 
 
 def candidate_model(models: list[str]) -> str | None:
-    """The model the verdict is about: ``hrm`` if it ran, else ``tshrm``, else None."""
+    """The model the verdict is about: the pooled HRM of a universe (``hrm_pooled``) if it ran, else ``hrm``,
+    else ``tshrm``, else None."""
     return next((m for m in CANDIDATES if m in models), None)
 
 
@@ -58,17 +59,26 @@ def _comparison(model: str, baseline: str, tests: dict[str, dict], headline: str
             "conclusion": _words(head["difference"], head["p_value"], better_when_positive, model, baseline)}
 
 
+def _losses(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Squared error and Gaussian NLL per forecast date (sorted); with a ``symbol`` column (a universe), the
+    mean over the symbols forecast on that date, so the series stays one value per date for the HAC test."""
+    losses = {"squared_error": squared_error(rows["y_true"], rows["mu"]),
+              "gaussian_nll": gaussian_nll(rows["y_true"], rows["mu"], rows["sigma"])}
+    if "symbol" not in rows:
+        return losses
+    return {k: pd.Series(v).groupby(rows["date"].to_numpy()).mean().to_numpy() for k, v in losses.items()}
+
+
 def _forecast_a(forecasts_a: pd.DataFrame, model: str, horizon: int) -> dict | None:
     if forecasts_a.empty or model not in set(forecasts_a["model"]):
         return None
-    rows = {m: g.sort_values("date").reset_index(drop=True) for m, g in forecasts_a.groupby("model", sort=False)}
+    order = ["date", "symbol"] if "symbol" in forecasts_a else ["date"]
+    rows = {m: g.sort_values(order).reset_index(drop=True) for m, g in forecasts_a.groupby("model", sort=False)}
     mine = rows.pop(model)
-    losses = {m: {"squared_error": squared_error(g["y_true"], g["mu"]),
-                  "gaussian_nll": gaussian_nll(g["y_true"], g["mu"], g["sigma"])} for m, g in rows.items()}
+    losses = {m: _losses(g) for m, g in rows.items()}
     if not losses:
         return None
-    own = {"squared_error": squared_error(mine["y_true"], mine["mu"]),
-           "gaussian_nll": gaussian_nll(mine["y_true"], mine["mu"], mine["sigma"])}
+    own = _losses(mine)
     lags = max(horizon - 1, 0)
     versus = {
         m: _comparison(model, m, {k: diebold_mariano(own[k], loss[k], horizon=horizon, lags=lags,
@@ -84,12 +94,16 @@ def _forecast_b(forecasts_b: pd.DataFrame, model: str) -> dict | None:
     scored = forecasts_b[forecasts_b["y_true"].notna()]
     if scored.empty or model not in set(scored["model"]):
         return None
-    rows = {m: g.sort_values("timestamp").reset_index(drop=True) for m, g in scored.groupby("model", sort=False)}
+    order = ["symbol", "timestamp"] if "symbol" in scored else ["timestamp"]
+    rows = {m: g.sort_values(order).reset_index(drop=True) for m, g in scored.groupby("model", sort=False)}
     mine = rows.pop(model)
     rows = {m: g for m, g in rows.items() if g["proba"].nunique() > 1}  # a constant score has no ranking
     if not rows or mine["y_true"].nunique() < 2:
         return None
-    y, sessions = mine["y_true"].to_numpy(), mine["session"].to_numpy()
+    y = mine["y_true"].to_numpy()
+    # sessions are the clusters; in a universe each symbol's session is its own
+    sessions = (mine["symbol"].astype(str) + " " + mine["session"].astype(str) if "symbol" in mine
+                else mine["session"]).to_numpy()
     versus = {
         m: _comparison(model, m, {
             "auc": auc_difference(y, mine["proba"], g["proba"], groups=sessions).to_dict(),

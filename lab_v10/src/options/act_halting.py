@@ -26,7 +26,7 @@ correct if the sample halts now (q_halt) or continues and then acts greedily (q_
                the last one allowed, else max(q_halt(s+1), q_continue(s+1)).
 The continue target is defined for ``steps < max_segments``. ``ponder_cost`` is the probability of a
 correct answer that one more segment must buy; ``ponder_cost(steps, c)`` reports the total charged. The
-next segment's q values come from ``HRMNet.halting_q(new_carry, x_daily)`` under no_grad (exact and
+next segment's q values come from ``HRMNet.halting_q(new_carry, x_daily, symbol)`` under no_grad (exact and
 cheap: it runs only H) or from the next segment itself; as in HRM there is no target network.
 ``segment_q_loss`` assembles targets and loss for one segment (the HRM trainer and TimeSeriesHRM use it).
 
@@ -234,10 +234,13 @@ def act_rollout(
     *,
     training: bool = False,
     generator: torch.Generator | None = None,
+    symbol: torch.Tensor | None = None,
 ) -> ACTRollout:
     """Run segments until every sample has halted (max_segments, halt_exploration_prob and eval_halting
     from ``net.cfg``). Halted samples stop changing. Meant for evaluation and inference (wrap it in
     ``torch.no_grad``); training backpropagates per segment (module docstring) to keep memory flat.
+    ``symbol`` (B,) int64: the samples' symbol ids (hrm.symbol_embedding), passed to ``forward_segment`` only
+    when given, so a net without symbol ids keeps the four-argument call.
     """
     cfg = net.cfg
     b, device = x_daily.shape[0], x_daily.device
@@ -247,9 +250,10 @@ def act_rollout(
     min_steps = None
     if training:
         min_steps = sample_min_steps(b, cfg.max_segments, cfg.halt_exploration_prob, generator, device)
+    ids = () if symbol is None else (symbol,)
     output: HRMSegmentOutput | None = None
     for _ in range(cfg.max_segments):
-        new_carry, new_output = net.forward_segment(carry, x_daily, x_minute, minute_mask)
+        new_carry, new_output = net.forward_segment(carry, x_daily, x_minute, minute_mask, *ids)
         carry = freeze_halted(halted, carry, new_carry)
         output = new_output if output is None else freeze_halted(halted, output, new_output)
         steps = steps + (~halted).long()

@@ -188,3 +188,28 @@ def warm_start_weights(path: Path, hrm_cfg: HRMConfig) -> dict[str, torch.Tensor
         raise CheckpointError(f"{path}: cannot warm-start from this checkpoint: {problem} (expected the previous "
                               "fold's best.pt of the same run)")
     return payload["model"]
+
+
+PRETRAIN_FREE_KEYS = ("n_symbols", "symbol_embedding")  # hrm keys a pretrained network may differ in
+SYMBOL_WEIGHTS = "symbol_embedding.weight"
+
+
+def pretrained_weights(path: Path, hrm_cfg: HRMConfig, member: int) -> dict[str, torch.Tensor]:
+    """Ensemble member ``member``'s starting weights from the pretrained HRM adapter file ``path``
+    (``train.init_from``, written by ``scripts/pretrain_hrm.py``): the stored network ``member`` modulo their
+    number. The symbol embedding is dropped (the new network keeps its own, zero-initialised) because the
+    symbols differ; every other ``hrm`` setting must match, else CheckpointError naming ``path`` and the keys."""
+    state = read_weights_only(Path(path), "pretrained HRM (train.init_from)")
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or not state.get("nets"):
+        raise CheckpointError(f"{path}: train.init_from expects an HRM adapter file (scripts/pretrain_hrm.py --out, "
+                              "or a run's saved adapter)")
+    stored = state["config"].get("hrm", {})
+    wanted = config_to_dict(hrm_cfg)
+    mismatched = [f"hrm.{key}" for key in sorted(set(wanted) | set(stored))
+                  if key not in PRETRAIN_FREE_KEYS and wanted.get(key) != stored.get(key)]
+    if mismatched:
+        raise CheckpointError(f"{path}: cannot start from this pretrained HRM: hrm settings differ in "
+                              f"{', '.join(mismatched)} (pretrain with the same hrm section)")
+    nets = state["nets"]
+    return {k: v for k, v in nets[member % len(nets)].items() if k != SYMBOL_WEIGHTS}
+

@@ -39,6 +39,16 @@ Warm start (``fit(..., init_from=folder)``, ``train.warm_start``): member *k* st
 moments are still fitted on this fit's training samples. Causal when that fit's training and validation
 labels end before this fit's test dates (walk-forward: the previous fold, :mod:`~lab_v10.src.options.hrm_model`).
 
+Pretrained start (``train.init_from``, :mod:`scripts.pretrain_hrm`): a fit that does not warm-start from an
+earlier fold starts member *k* from the pretrained file's network *k* (modulo their number; symbol embedding
+excluded) and trains ``train.epochs``. Causal: the pretrained networks saw only synthetic markets.
+
+Pooled fit (``fit_pooled``, a universe: :mod:`lab_v10.src.dataset.panel`). One ensemble is trained on the
+samples of several symbols at once. Every symbol's preprocessing above (scalers, target moments) is fitted
+on its own training samples (:mod:`lab_v10.src.options.hrm_symbol`), the samples are concatenated, and each
+carries its symbol id (position in the fit's symbol order), which the network reads only with
+``hrm.symbol_embedding``. Predictions name the symbol; a single-symbol fit (``fit``) needs no name.
+
 Input conventions and checks are those of :mod:`lab_v10.src.dataset.samples` (a bad table, date, label or
 value raises ValueError naming it).
 """
@@ -52,53 +62,40 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.preprocessing import StandardScaler
 
 from lab_v10.src.config import HRMConfig, LabConfig, config_from_dict, config_to_dict
 from lab_v10.src.data.store import atomic_output
-from lab_v10.src.dataset.hrm_tokens import (
-    MinuteTable,
-    MinuteTokens,
-    Sessions,
-    daily_table,
-    daily_windows,
-    minute_table,
-    minute_tokens,
-    next_session,
-)
-from lab_v10.src.dataset.samples import daily_samples, intraday_samples, require_fitted
+from lab_v10.src.dataset.hrm_tokens import MinuteTable, daily_table, daily_windows, minute_table, minute_tokens
+from lab_v10.src.dataset.samples import require_fitted
 from lab_v10.src.features.intraday import INTRADAY_MODEL_COLUMNS
-from lab_v10.src.options.checkpoint import BEST_CHECKPOINT, CheckpointError, read_weights_only, warm_start_weights
+from lab_v10.src.options.checkpoint import (
+    BEST_CHECKPOINT,
+    SYMBOL_WEIGHTS,
+    CheckpointError,
+    pretrained_weights,
+    read_weights_only,
+    warm_start_weights,
+)
 from lab_v10.src.options.hrm_ensemble import EnsemblePredictions, combine_members, member_seeds
 from lab_v10.src.options.hrm_net import HRMNet
+from lab_v10.src.options.hrm_symbol import (
+    SymbolInputs,
+    SymbolScaling,
+    concat_tensors,
+    fit_symbol,
+    gap_scale,
+    sample_tensors,
+    scaling_from_state,
+    scaling_state,
+    to_tensors,
+)
 from lab_v10.src.options.hrm_tensors import HRMTensors
 from lab_v10.src.options.hrm_train import HRMTrainer
 
 logger = logging.getLogger("lab.hrm")
 
-CHECKPOINT_FORMAT = "lab_v10.hrm_adapter/3"  # "format" key of a saved adapter (3: adds per-head Head-B nets)
-NO_SESSIONS = Sessions(np.zeros(0, "datetime64[ns]"), np.zeros(0, np.int64), np.zeros(0, np.int64))
-
-
-def _scaler_state(scaler: StandardScaler) -> dict:
-    """A fitted StandardScaler as tensors and ints (for a weights_only checkpoint)."""
-    return {
-        "mean": torch.from_numpy(scaler.mean_.copy()),
-        "var": torch.from_numpy(scaler.var_.copy()),
-        "scale": torch.from_numpy(scaler.scale_.copy()),
-        "n_samples_seen": int(scaler.n_samples_seen_),
-    }
-
-
-def _scaler_from_state(state: dict) -> StandardScaler:
-    """The StandardScaler that :func:`_scaler_state` saved (same mean_, var_, scale_: same transform)."""
-    scaler = StandardScaler()
-    scaler.mean_ = state["mean"].numpy().astype(np.float64)
-    scaler.var_ = state["var"].numpy().astype(np.float64)
-    scaler.scale_ = state["scale"].numpy().astype(np.float64)
-    scaler.n_samples_seen_ = state["n_samples_seen"]
-    scaler.n_features_in_ = scaler.mean_.shape[0]
-    return scaler
+CHECKPOINT_FORMAT = "lab_v10.hrm_adapter/4"  # "format" key of a saved adapter (4: per-symbol preprocessing)
+SINGLE = ""  # the symbol name of a single-asset fit
 
 
 def _build_net(hrm: HRMConfig, seed: int) -> HRMNet:
@@ -118,30 +115,20 @@ def _cpu_state(net: HRMNet) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu") for k, v in net.state_dict().items()}
 
 
-def _tensors(x_daily: np.ndarray, tokens: MinuteTokens, y_a: np.ndarray) -> HRMTensors:
-    """HRMTensors (float32 CPU) from windows ``(N, T_H, F_d)``, L tokens and standardized ``y_a`` ``(N,)``."""
-    return HRMTensors(
-        x_daily=torch.from_numpy(np.ascontiguousarray(x_daily, dtype=np.float32)),
-        x_minute=torch.from_numpy(np.ascontiguousarray(tokens.x, dtype=np.float32)),
-        minute_mask=torch.from_numpy(tokens.mask),
-        y_a=torch.from_numpy(np.asarray(y_a, dtype=np.float32)),
-        y_b=torch.from_numpy(np.asarray(tokens.y, dtype=np.float32)),
-    )
-
-
 class HRMAdapter:
     """The HRM dual network as a Book A gap forecaster and a Book B probability model (module docstring).
 
     ``out_dir``: the run folder for the trainer's checkpoints and logs (default: a fresh temporary folder).
 
-    Fitted attributes: ``hrm_config_`` (the HRMConfig with the table widths), ``daily_columns_``,
-    ``daily_scaler_`` and ``minute_scaler_`` (StandardScalers; the latter None for daily-only data),
-    ``y_mean_``, ``y_std_`` (of Head A's target: yA over the scale column, or vol points without one),
-    ``train_mean_`` (mean training yA in vol points, the R^2 benchmark),
-    ``trainers_`` (one HRMTrainer per ensemble member, holding its network), ``summaries_`` (their
-    TrainSummary, in member order; empty after :meth:`load`). ``last_steps_``: ACT segments used per sample
-    of the latest prediction, a DataFrame with one int column per member (``member_0``, ...) indexed by
-    forecast date (:meth:`predict_daily`) or session date (the intraday methods).
+    Fitted attributes: ``hrm_config_`` (the HRMConfig with the table widths and symbol count),
+    ``daily_columns_``, ``universe_`` (the symbols the network has ids for, in id order), ``scalings_`` (symbol -> :class:`~lab_v10.src.options.hrm_symbol.SymbolScaling`, in
+    the fit's symbol order; one entry named ``""`` after :meth:`fit`), ``trainers_`` (one HRMTrainer per
+    ensemble member, holding its network), ``summaries_`` (their TrainSummary, in member order; empty after
+    :meth:`load`). For a single-symbol fit, ``daily_scaler_``, ``minute_scaler_`` (None for daily-only
+    data), ``y_mean_``, ``y_std_`` (Head A's target moments) and ``train_mean_`` (mean training yA in vol
+    points, the R^2 benchmark) read its scaling. ``last_steps_``: ACT segments used per sample of the latest
+    prediction, a DataFrame with one int column per member (``member_0``, ...) indexed by forecast date
+    (:meth:`predict_daily`) or session date (the intraday methods).
     """
 
     name = "hrm"
@@ -173,67 +160,45 @@ class HRMAdapter:
         only: Head A's loss is masked, ``train_mean_`` is None and ``predict_daily`` is meaningless.
         ``init_from``: warm start from the run folder of an earlier fit (module docstring). Returns ``self``.
         """
+        inputs = SymbolInputs(X_daily, X_intraday, yA, yB, train_idx, val_idx)
+        return self.fit_pooled({SINGLE: inputs}, init_from=init_from)
+
+    def fit_pooled(self, symbols: dict[str, SymbolInputs], init_from: Path | None = None,
+                   universe: list[str] | None = None) -> HRMAdapter:
+        """Fit one ensemble on the samples of every symbol of ``symbols`` (each as :meth:`fit` describes; an
+        error names the symbol), early-stopped on all their validation samples together. ``universe``: every
+        symbol the network has an id for (default: those of ``symbols``); a symbol's id is its position there,
+        so fits on different subsets of one universe (a symbol joining later) share ids and weight shapes.
+        Returns ``self``."""
         self.__dict__.pop("trainers_", None)  # a fit that fails below leaves the adapter unfitted
-        if (X_intraday is None) != (yB is None):
-            raise ValueError("X_intraday, yB: expected both (minute features and their labels) or neither")
-        columns = list(X_daily.columns) if isinstance(X_daily, pd.DataFrame) else []
-        daily = daily_table(X_daily, columns)  # (n, F_d)
-        has_gap_label = yA is not None
-        if not has_gap_label and X_intraday is None:
-            raise ValueError("yA, X_intraday: expected the gap labels, the minutes, or both (nothing to learn)")
-        # Without yA, a zero label series only lets daily_samples check the dates and features; the labels
-        # themselves are replaced by NaN below, which masks Head A's loss.
-        labels_a = yA if has_gap_label else pd.Series(0.0, index=X_daily.index)
-        samples = daily_samples(X_daily, labels_a, train_idx, val_idx, columns, require_val=True)
-        train_pos, y_train = self._with_history(X_daily.index, samples.y_train, "train")
-        val_pos, y_val = self._with_history(X_daily.index, samples.y_val, "validation")
-
-        self.daily_columns_ = columns
-        self.daily_scaler_ = StandardScaler().fit(daily[train_pos])
-        if has_gap_label:
-            self.train_mean_ = float(np.mean(y_train))
-            y_train = y_train / self._gap_scale(X_daily, train_pos)
-            y_val = y_val / self._gap_scale(X_daily, val_pos)
-            self.y_mean_, self.y_std_ = float(np.mean(y_train)), float(np.std(y_train))
-            if not self.y_std_ > 0:
-                raise ValueError(
-                    f"yA: all {y_train.size} training targets equal {self.y_mean_} (expected a spread to standardize)"
-                )
-        else:
-            y_train, y_val = np.full(y_train.shape, np.nan), np.full(y_val.shape, np.nan)
-            self.y_mean_, self.y_std_, self.train_mean_ = 0.0, 1.0, None
-
-        minutes, labels = None, None
-        train_sessions = np.full(train_pos.shape, -1)
-        val_sessions = np.full(val_pos.shape, -1)
-        if X_intraday is not None:
-            minutes = minute_table(X_intraday, self.config.hrm.minutes_per_day)
-            pair = next_session(X_daily.index.as_unit("ns").to_numpy(), minutes.sessions.dates)  # (n,)
-            train_sessions, val_sessions = pair[train_pos], pair[val_pos]
-            if (train_sessions < 0).all():
-                raise ValueError(
-                    "X_intraday: no session follows any training date (expected the minutes of the sessions "
-                    "after the training dates; pass X_intraday=None, yB=None for daily-only data)"
-                )
-            session_dates = pd.DatetimeIndex(minutes.sessions.dates)
-            # the shared Book B checks on the paired sessions: yB rows present, 0/1/NaN, both classes in training
-            intraday_samples(
-                X_intraday, yB, session_dates[train_sessions[train_sessions >= 0]],
-                session_dates[val_sessions[val_sessions >= 0]], INTRADAY_MODEL_COLUMNS,
-            )
-            starts = minutes.sessions.starts[train_sessions[train_sessions >= 0]]
-            stops = minutes.sessions.stops[train_sessions[train_sessions >= 0]]
-            train_rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)])
-            self.minute_scaler_ = StandardScaler().fit(minutes.values[train_rows])
-            labels = yB.reindex(X_intraday.index).to_numpy(dtype=float)  # (n_min,)
-        else:
-            self.minute_scaler_ = None
-
+        if not symbols:
+            raise ValueError("symbols: expected at least one symbol to fit on")
+        universe = list(symbols) if universe is None else list(universe)
+        unknown = [name for name in symbols if name not in universe]
+        if unknown:
+            raise ValueError(f"symbols: {unknown[0]!r} is not in the universe {universe}")
+        self.universe_ = universe
+        columns = [list(s.X_daily.columns) if isinstance(s.X_daily, pd.DataFrame) else [] for s in symbols.values()]
+        names = list(symbols)
+        for name, cols in zip(names, columns):
+            if cols != columns[0]:
+                raise ValueError(f"X_daily of symbol {name!r}: columns {cols} differ from symbol {names[0]!r}'s "
+                                 f"{columns[0]} (expected the same daily features for every symbol)")
+        self.daily_columns_ = columns[0]
         self.hrm_config_ = dataclasses.replace(
-            self.config.hrm, daily_features=len(columns), minute_features=len(INTRADAY_MODEL_COLUMNS)
+            self.config.hrm, daily_features=len(columns[0]), minute_features=len(INTRADAY_MODEL_COLUMNS),
+            n_symbols=len(universe),
         )
-        train = self._sample_tensors(daily, train_pos, minutes, labels, train_sessions, y_train)
-        val = self._sample_tensors(daily, val_pos, minutes, labels, val_sessions, y_val)
+        scalings, train_parts, val_parts = {}, [], []
+        for name, inputs in symbols.items():
+            try:
+                scalings[name], train, val = fit_symbol(inputs, self.hrm_config_, universe.index(name))
+            except ValueError as exc:
+                raise ValueError(f"symbol {name}: {exc}" if name != SINGLE else str(exc)) from None
+            train_parts.append(train)
+            val_parts.append(val)
+        self.scalings_ = scalings
+        train, val = concat_tensors(train_parts), concat_tensors(val_parts)
         trainers, self.summaries_ = [], []
         seeds = member_seeds(self.config.seed, self.config.train.ensemble_size)
         for member, seed in enumerate(seeds):
@@ -241,6 +206,12 @@ class HRMAdapter:
                 logger.info("hrm: training ensemble member %d of %d (seed %d)", member + 1, len(seeds), seed)
             net = _build_net(self.hrm_config_, seed)
             if init_from is None:
+                if self.config.train.init_from is not None:
+                    weights = pretrained_weights(Path(self.config.train.init_from), self.hrm_config_, member)
+                    missing, unexpected = net.load_state_dict(weights, strict=False)
+                    if unexpected or [k for k in missing if k != SYMBOL_WEIGHTS]:
+                        raise CheckpointError(f"{self.config.train.init_from}: train.init_from: weights do not fit "
+                                              f"the network (missing {missing}, unexpected {unexpected})")
                 trainer = self._trainer(net, member, seed)
             else:
                 start = member_folder(init_from, member, len(seeds)) / BEST_CHECKPOINT
@@ -251,71 +222,45 @@ class HRMAdapter:
         self.trainers_ = trainers
         return self
 
-    def _gap_scale(self, X_daily: pd.DataFrame, rows: np.ndarray) -> np.ndarray | float:
-        """``X_daily[hrm.gap_scale_column]`` at positions ``rows`` (N,), checked > 0; 1.0 without a scale column."""
-        column = self.config.hrm.gap_scale_column
-        if column is None:
-            return 1.0
-        if column not in X_daily.columns:
-            raise ValueError(
-                f"X_daily: no column {column!r} (hrm.gap_scale_column: Head A forecasts yA / {column}; pass daily "
-                f"features with implied vol, or set hrm.gap_scale_column: null to forecast yA in vol points)"
-            )
-        scale = X_daily[column].to_numpy(dtype=float)[rows]  # (N,)
-        bad = np.flatnonzero(~(scale > 0))
-        if bad.size:
-            row = rows[bad[0]]
-            raise ValueError(
-                f"X_daily: column {column!r} at row {row} ({X_daily.index[row].date()}) is {scale[bad[0]]} "
-                f"(expected > 0: hrm.gap_scale_column divides yA)"
-            )
-        return scale
+    def _symbol(self, symbol: str | None) -> tuple[int, SymbolScaling]:
+        """(symbol id, scaling) of ``symbol``; None names the only symbol of a single-symbol fit."""
+        require_fitted(self, "trainers_")
+        names = list(self.scalings_)
+        if symbol is None:
+            if len(names) != 1:
+                raise ValueError(f"symbol: this HRM was fitted on {len(names)} symbols ({', '.join(names)}); "
+                                 "name the one to predict")
+            symbol = names[0]
+        if symbol not in self.scalings_:
+            raise ValueError(f"symbol: {symbol!r} was not among the fitted symbols ({', '.join(names)})")
+        return self.universe_.index(symbol), self.scalings_[symbol]
+
+    def _single(self) -> SymbolScaling:
+        return self._symbol(None)[1]
+
+    @property
+    def daily_scaler_(self):
+        return self._single().daily_scaler
+
+    @property
+    def minute_scaler_(self):
+        return self._single().minute_scaler
+
+    @property
+    def y_mean_(self) -> float:
+        return self._single().y_mean
+
+    @property
+    def y_std_(self) -> float:
+        return self._single().y_std
+
+    @property
+    def train_mean_(self) -> float | None:
+        return self._single().train_mean
 
     def member_dir(self, member: int) -> Path:
         """The run folder of ensemble member ``member``: ``out_dir`` for a single network, else out_dir/member_k."""
         return member_folder(self.out_dir, member, self.config.train.ensemble_size)
-
-    def _with_history(
-        self, dates: pd.DatetimeIndex, y: pd.Series, role: str
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Row positions (ascending) and labels ``(N,)`` of the sample dates with a full daily window.
-
-        Drops (and logs) dates with fewer than ``daily_window`` rows up to and including them; raises when
-        none is left.
-        """
-        window = self.config.hrm.daily_window
-        pos = dates.get_indexer(y.index)  # (N,) every date is a row (checked by daily_samples)
-        keep = pos >= window - 1
-        if not keep.any():
-            raise ValueError(
-                f"X_daily: none of the {pos.size} {role} dates has hrm.daily_window={window} rows of history "
-                f"(the latest has {int(pos.max(initial=-1)) + 1}); expected earlier daily rows"
-            )
-        if not keep.all():
-            logger.info(
-                "hrm: dropped %d of %d %s dates with fewer than daily_window=%d rows of history",
-                int((~keep).sum()), pos.size, role, window,
-            )
-        order = np.argsort(pos[keep], kind="stable")
-        return pos[keep][order], y.to_numpy(dtype=float)[keep][order]
-
-    def _sample_tensors(
-        self,
-        daily: np.ndarray,
-        ends: np.ndarray,
-        minutes: MinuteTable | None,
-        labels: np.ndarray | None,
-        sessions: np.ndarray,
-        y_a: np.ndarray,
-    ) -> HRMTensors:
-        """Standardized samples: windows ending at row ``ends`` ``(N,)``, the minutes of session positions
-        ``sessions`` ``(N,)`` (-1: none) and Head A's target ``y_a`` ``(N,)`` (NaN: no label), standardized here."""
-        x_daily = daily_windows(self.daily_scaler_.transform(daily), ends, self.hrm_config_.daily_window)
-        if minutes is None:
-            tokens = minute_tokens(np.zeros((0, self.hrm_config_.minute_features)), None, NO_SESSIONS, sessions)
-        else:
-            tokens = minute_tokens(self.minute_scaler_.transform(minutes.values), labels, minutes.sessions, sessions)
-        return _tensors(x_daily, tokens, (y_a - self.y_mean_) / self.y_std_)
 
     def _trainer(self, net: HRMNet, member: int, seed: int, warm: bool = False) -> HRMTrainer:
         """The trainer of ensemble member ``member`` (its batch order drawn from ``seed``); ``warm``: with the warm
@@ -329,11 +274,12 @@ class HRMAdapter:
     # ------------------------------------------------------------------------------------------
     # Predict
 
-    def predict_daily(self, X_daily: pd.DataFrame) -> pd.DataFrame:
-        """Head A for every row *t* of ``X_daily`` with ``daily_window`` rows of history (earlier rows are
-        absent): ``mu`` (expected gap) and ``sigma`` (its standard deviation, > 0), vol points, indexed by
-        the forecast date *t*. Reads rows ``<= t`` only; no minutes enter (an all-masked L input)."""
-        require_fitted(self, "trainers_")
+    def predict_daily(self, X_daily: pd.DataFrame, symbol: str | None = None) -> pd.DataFrame:
+        """Head A for every row *t* of ``X_daily`` (of ``symbol``; None after a single-symbol fit) with
+        ``daily_window`` rows of history (earlier rows are absent): ``mu`` (expected gap) and ``sigma`` (its
+        standard deviation, > 0), vol points, indexed by the forecast date *t*. Reads rows ``<= t`` only; no
+        minutes enter (an all-masked L input)."""
+        symbol_id, scaling = self._symbol(symbol)
         daily = daily_table(X_daily, self.daily_columns_)
         window = self.hrm_config_.daily_window
         if len(daily) < window:
@@ -342,29 +288,32 @@ class HRMAdapter:
             )
         ends = np.arange(window - 1, len(daily))  # (N,)
         no_minutes = np.full(ends.shape, -1)
-        samples = self._sample_tensors(daily, ends, None, None, no_minutes, np.full(ends.shape, np.nan))
+        samples = sample_tensors(scaling, self.hrm_config_, daily, ends, None, None, no_minutes,
+                                 np.full(ends.shape, np.nan), symbol_id)
         pred = self._predict(samples, X_daily.index[ends], "a")
-        scale = self._gap_scale(X_daily, ends)  # (N,) or 1.0
-        mu = (pred.mu * self.y_std_ + self.y_mean_) * scale
-        sigma = np.sqrt(pred.var) * self.y_std_ * scale
+        scale = gap_scale(X_daily, ends, self.hrm_config_.gap_scale_column)  # (N,) or 1.0
+        mu = (pred.mu * scaling.y_std + scaling.y_mean) * scale
+        sigma = np.sqrt(pred.var) * scaling.y_std * scale
         return pd.DataFrame({"mu": mu, "sigma": sigma}, index=X_daily.index[ends])
 
-    def predict_daily_mu(self, X_daily: pd.DataFrame) -> pd.Series:
+    def predict_daily_mu(self, X_daily: pd.DataFrame, symbol: str | None = None) -> pd.Series:
         """The ``mu`` column of :meth:`predict_daily` (vol points, indexed by forecast date)."""
-        return self.predict_daily(X_daily)["mu"]
+        return self.predict_daily(X_daily, symbol)["mu"]
 
-    def predict_intraday_proba(self, X_intraday: pd.DataFrame, X_daily: pd.DataFrame) -> pd.Series:
-        """P(yB = 1) for every minute of every session in ``X_intraday``, indexed like it (name ``proba``).
+    def predict_intraday_proba(self, X_intraday: pd.DataFrame, X_daily: pd.DataFrame,
+                               symbol: str | None = None) -> pd.Series:
+        """P(yB = 1) for every minute of every session in ``X_intraday`` (of ``symbol``), indexed like it
+        (name ``proba``).
 
         Session *d* reads the ``daily_window`` rows of ``X_daily`` strictly before *d* and, at minute *m*, its
         minutes ``<= m``. All sessions run in batches; the result equals
         :meth:`predict_intraday_proba_for_day` day by day. ValueError when a session lacks that history.
         """
-        require_fitted(self, "trainers_")
-        return self._session_proba(self._checked_minutes(X_intraday), X_daily)
+        symbol_id, scaling = self._symbol(symbol)
+        return self._session_proba(self._checked_minutes(X_intraday, scaling), X_daily, symbol_id, scaling)
 
     def predict_intraday_proba_for_day(
-        self, X_intraday: pd.DataFrame, day: pd.Timestamp | str, X_daily: pd.DataFrame
+        self, X_intraday: pd.DataFrame, day: pd.Timestamp | str, X_daily: pd.DataFrame, symbol: str | None = None
     ) -> pd.Series:
         """P(yB = 1) at each minute of session ``day`` (rows of ``X_intraday`` whose ``session`` is ``day``),
         indexed by their timestamps: daily rows strictly before ``day`` and minutes up to each one.
@@ -372,7 +321,7 @@ class HRMAdapter:
         Short days and missing minutes are fine. ValueError when ``day`` has no minutes or ``X_daily`` has
         fewer than ``daily_window`` rows before it.
         """
-        require_fitted(self, "trainers_")
+        symbol_id, scaling = self._symbol(symbol)
         if not isinstance(X_intraday, pd.DataFrame) or "session" not in X_intraday.columns:
             raise ValueError("X_intraday: expected a DataFrame with a 'session' column (session date of each minute)")
         date = pd.Timestamp(day)
@@ -380,17 +329,19 @@ class HRMAdapter:
         rows = pd.DatetimeIndex(X_intraday["session"]) == date
         if not rows.any():
             raise ValueError(f"X_intraday: no minutes for session {date.date()} (expected its minute rows)")
-        return self._session_proba(self._checked_minutes(X_intraday.loc[rows]), X_daily)
+        minutes = self._checked_minutes(X_intraday.loc[rows], scaling)
+        return self._session_proba(minutes, X_daily, symbol_id, scaling)
 
-    def _checked_minutes(self, X_intraday: pd.DataFrame) -> MinuteTable:
-        if self.minute_scaler_ is None:
+    def _checked_minutes(self, X_intraday: pd.DataFrame, scaling: SymbolScaling) -> MinuteTable:
+        if scaling.minute_scaler is None:
             raise ValueError(
                 "X_intraday: this HRM was fitted on daily data only (X_intraday=None), so Head B never saw a "
                 "minute; fit it with minute features to predict probabilities"
             )
         return minute_table(X_intraday, self.hrm_config_.minutes_per_day)
 
-    def _session_proba(self, minutes: MinuteTable, X_daily: pd.DataFrame) -> pd.Series:
+    def _session_proba(self, minutes: MinuteTable, X_daily: pd.DataFrame, symbol_id: int,
+                       scaling: SymbolScaling) -> pd.Series:
         """Head B over every session of ``minutes`` (one sample per session), in row order."""
         daily = daily_table(X_daily, self.daily_columns_)
         window = self.hrm_config_.daily_window
@@ -404,9 +355,9 @@ class HRMAdapter:
                 f"hrm.daily_window={window} daily rows strictly before the day)"
             )
         sessions = np.arange(dates.size)
-        x_daily = daily_windows(self.daily_scaler_.transform(daily), ends, window)
-        tokens = minute_tokens(self.minute_scaler_.transform(minutes.values), None, minutes.sessions, sessions)
-        samples = _tensors(x_daily, tokens, np.full(dates.shape, np.nan))
+        x_daily = daily_windows(scaling.daily_scaler.transform(daily), ends, window)
+        tokens = minute_tokens(scaling.minute_scaler.transform(minutes.values), None, minutes.sessions, sessions)
+        samples = to_tensors(x_daily, tokens, np.full(dates.shape, np.nan), symbol_id)
         pred = self._predict(samples, pd.DatetimeIndex(dates), "b")
         # sessions are ascending and contiguous, so the real minutes in (sample, offset) order are the rows in order
         return pd.Series(pred.proba_b[tokens.mask], index=minutes.index, name="proba")
@@ -428,7 +379,8 @@ class HRMAdapter:
     # Persistence
 
     def save(self, path: str | Path) -> Path:
-        """Write the fitted adapter to one file atomically: weights, config, scalers, columns, yA moments.
+        """Write the fitted adapter to one file atomically: weights, config, columns, per-symbol scalers and
+        yA moments.
 
         Only tensors and primitive containers are stored, so :meth:`load` reads it with
         ``torch.load(weights_only=True)``.
@@ -444,11 +396,9 @@ class HRMAdapter:
                 if self.config.train.early_stopping == "per_head" else None
             ),
             "daily_columns": list(self.daily_columns_),
-            "daily_scaler": _scaler_state(self.daily_scaler_),
-            "minute_scaler": None if self.minute_scaler_ is None else _scaler_state(self.minute_scaler_),
-            "y_mean": self.y_mean_,
-            "y_std": self.y_std_,
-            "train_mean": self.train_mean_,
+            "universe": list(self.universe_),
+            "symbols": list(self.scalings_),
+            "scalings": [scaling_state(s) for s in self.scalings_.values()],
         }
         with atomic_output(path) as tmp:
             torch.save(state, tmp)
@@ -467,10 +417,8 @@ class HRMAdapter:
         adapter = cls(config, out_dir)
         adapter.hrm_config_ = config.hrm
         adapter.daily_columns_ = list(state["daily_columns"])
-        adapter.daily_scaler_ = _scaler_from_state(state["daily_scaler"])
-        adapter.minute_scaler_ = None if state["minute_scaler"] is None else _scaler_from_state(state["minute_scaler"])
-        adapter.y_mean_, adapter.y_std_ = float(state["y_mean"]), float(state["y_std"])
-        adapter.train_mean_ = None if state["train_mean"] is None else float(state["train_mean"])
+        adapter.universe_ = list(state["universe"])
+        adapter.scalings_ = {name: scaling_from_state(s) for name, s in zip(state["symbols"], state["scalings"])}
         seeds = member_seeds(config.seed, config.train.ensemble_size)
         if len(state["nets"]) != len(seeds):
             raise CheckpointError(

@@ -66,16 +66,25 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
-from lab_v10.src.config import HRMConfig, LabConfig, TrainConfig, WalkForwardConfig, config_to_dict
+from lab_v10.src.config import (
+    HRMConfig,
+    LabConfig,
+    TrainConfig,
+    WalkForwardConfig,
+    config_to_dict,
+)
 from lab_v10.src.data.market import load_market
 from lab_v10.src.data.store import write_bytes_atomic
+from lab_v10.src.data.universe import is_universe, load_universe
 from lab_v10.src.dataset.dataset import Dataset, build_dataset
 from lab_v10.src.dataset.folds import walk_forward_folds
+from lab_v10.src.dataset.panel import Panel, build_panel
 from lab_v10.src.errors import ConfigError
 from lab_v10.src.options.checkpoint import LAST_CHECKPOINT
 from lab_v10.src.options.device import resolve_device
 from lab_v10.src.options.hrm_adapter import HRMAdapter
 from lab_v10.src.options.hrm_net import HRMCarry, HRMNet, HRMSegmentOutput
+from lab_v10.src.options.hrm_symbol import SymbolInputs
 from lab_v10.src.options.hrm_tensors import HRMTensors
 from lab_v10.src.options.hrm_train import HRMTrainer, TrainSummary
 from lab_v10.src.options.segment_loss import TASKS
@@ -231,7 +240,7 @@ class DistributedHRMTrainer(HRMTrainer):
     def _segment_forward(self, carry: HRMCarry, batch: HRMTensors) -> tuple[HRMCarry, HRMSegmentOutput]:
         """The training segment through DDP (gradients are averaged over the ranks in its backward)."""
         module = self._ddp if self._ddp is not None else self.net
-        return module(carry, batch.x_daily, batch.x_minute, batch.minute_mask)
+        return module(carry, batch.x_daily, batch.x_minute, batch.minute_mask, batch.symbol)
 
     def _step_losses(
         self, sums: Tensor, counts: Tensor, q_loss: Tensor, active: Tensor
@@ -345,9 +354,10 @@ class TrainSplit:
 
 
 def holdout_split(
-    data: Dataset, wf: WalkForwardConfig, train_end: pd.Timestamp | None = None, val_days: int | None = None
+    data: Dataset | Panel, wf: WalkForwardConfig, train_end: pd.Timestamp | None = None, val_days: int | None = None
 ) -> TrainSplit:
-    """The training and validation sample dates.
+    """The training and validation sample dates (of a universe's panel: calendar dates, purged by the latest
+    label end of any symbol).
 
     Without ``train_end``: the training and validation rows of the first walk-forward fold (``wf``; purged
     and embargoed as in the pipeline). With it: validation is the ``val_days`` (default ``wf.val_days``) sample
@@ -401,13 +411,28 @@ def train_hrm(
     t0 = time.perf_counter()
     adapter = DistributedHRMAdapter(cfg, out_dir, ctx, resume_from)
     adapter.member_resume_path(0)  # a resume folder without the checkpoint it needs fails before the data loads
-    data = build_dataset(load_market(cfg.data, cfg.seed), cfg, hrm=True)
-    split = holdout_split(data, cfg.walkforward, train_end, val_days)
+    if is_universe(cfg):
+        # a universe: one pooled network on every symbol, split by calendar date (dataset/panel.py)
+        panel = build_panel(load_universe(cfg.data, cfg.seed), cfg)
+        split = holdout_split(panel, cfg.walkforward, train_end, val_days)
+        inputs = {}
+        for sym, data in panel.datasets.items():
+            train, val = data.sample_dates.intersection(split.train), data.sample_dates.intersection(split.val)
+            if len(train) and len(val):
+                inputs[sym] = SymbolInputs(data.X_daily, data.X_intraday, data.yA, data.yB, train, val)
+    else:
+        data = build_dataset(load_market(cfg.data, cfg.seed), cfg, hrm=True)
+        split = holdout_split(data, cfg.walkforward, train_end, val_days)
     if ctx.is_main:
         log.info("split: %s", split.description)
         log.info("world size %d (%s), global batch %d", ctx.world_size, ctx.backend or "single process",
                  cfg.train.batch_size)
-    adapter.fit(data.X_daily, data.X_intraday, data.yA, data.yB, split.train, split.val)
+    if is_universe(cfg):
+        if ctx.is_main:
+            log.info("pooled over %d symbols: %s", len(inputs), ", ".join(inputs))
+        adapter.fit_pooled(inputs, universe=panel.symbols)
+    else:
+        adapter.fit(data.X_daily, data.X_intraday, data.yA, data.yB, split.train, split.val)
     summary = {
         "members": [
             {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(summary).items()}

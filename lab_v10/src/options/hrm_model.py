@@ -28,8 +28,10 @@ from lab_v10.src.config import LabConfig
 from lab_v10.src.dataset.dataset import Dataset, session_minutes, sessions_for, split_dates
 from lab_v10.src.dataset.folds import Fold
 from lab_v10.src.dataset.forecasts import Forecasts
+from lab_v10.src.dataset.panel import Panel
 from lab_v10.src.options.checkpoint import CheckpointError
 from lab_v10.src.options.hrm_adapter import HRMAdapter
+from lab_v10.src.options.hrm_symbol import SymbolInputs
 
 logger = logging.getLogger("lab.hrm")
 
@@ -74,23 +76,32 @@ class HRMModel:
 
     def fit(self, data: Dataset, fold: Fold) -> HRMModel:
         train, val, _ = split_dates(data, fold)
-        init_from = previous_fold_dir(self.run_dir, fold) if self.config.train.warm_start else None
-        if self.config.train.warm_start:
-            logger.info("hrm: fold %d %s", fold.number, "trains from scratch" if init_from is None else
-                        f"warm-starts from {init_from} (train.warm_start_epochs={self.config.train.warm_start_epochs})")
+        init_from = self._fit_log(fold)
         self.adapter_ = HRMAdapter(self.config, out_dir=self.run_dir)
         with torch_threads(self.config.train.threads):
             self.adapter_.fit(data.X_daily, data.X_intraday, data.yA, data.yB, train, val, init_from=init_from)
         return self
 
     def predict(self, data: Dataset, dates: pd.DatetimeIndex) -> Forecasts:
+        return self._forecasts(data, dates, None)
+
+    def _fit_log(self, fold: Fold) -> Path | None:
+        """The warm-start folder of ``fold`` (None: from scratch), logged."""
+        init_from = previous_fold_dir(self.run_dir, fold) if self.config.train.warm_start else None
+        if self.config.train.warm_start:
+            logger.info("%s: fold %d %s", self.name, fold.number, "trains from scratch" if init_from is None else
+                        f"warm-starts from {init_from} (train.warm_start_epochs={self.config.train.warm_start_epochs})")
+        return init_from
+
+    def _forecasts(self, data: Dataset, dates: pd.DatetimeIndex, symbol: str | None) -> Forecasts:
+        """Both books' forecasts of ``dates`` of ``data`` (of ``symbol`` in a pooled fit)."""
         out = Forecasts()
         with torch_threads(self.config.train.threads):
             if data.yA is not None:
                 # each forecast reads its daily_window rows ending at its date: pass those rows, not the whole past
                 rows = data.X_daily.index.get_indexer(dates)  # (N,) -1 for a date without a row
                 first = max(0, int(rows.min()) - self.config.hrm.daily_window + 1) if (rows >= 0).all() else 0
-                pred = self.adapter_.predict_daily(data.X_daily.iloc[first:].loc[: dates[-1]]).reindex(dates)
+                pred = self.adapter_.predict_daily(data.X_daily.iloc[first:].loc[: dates[-1]], symbol).reindex(dates)
                 if pred["mu"].isna().any():
                     missing = pred.index[pred["mu"].isna()][0]
                     raise ValueError(f"hrm: no forecast for date {missing.date()} (too little daily history)")
@@ -98,6 +109,29 @@ class HRMModel:
                 out.diagnostics["act_segments_A"] = self.adapter_.last_steps_.reindex(dates)
             if data.X_intraday is not None:
                 minutes = session_minutes(data, sessions_for(data, dates))
-                out.proba = self.adapter_.predict_intraday_proba(data.X_intraday.loc[minutes], data.X_daily)
+                out.proba = self.adapter_.predict_intraday_proba(data.X_intraday.loc[minutes], data.X_daily, symbol)
                 out.diagnostics["act_segments_B"] = self.adapter_.last_steps_
         return out
+
+
+class PooledHRMModel(HRMModel):
+    """One HRM ensemble fitted on every symbol of a universe panel fold (``hrm_pooled``): per-symbol
+    preprocessing, one network (:meth:`HRMAdapter.fit_pooled`); warm starts as :class:`HRMModel`'s."""
+
+    name = "hrm_pooled"
+
+    def fit(self, panel: Panel, folds: dict[str, Fold]) -> PooledHRMModel:
+        inputs = {}
+        for sym, fold in folds.items():
+            data = panel.datasets[sym]
+            train, val, _ = split_dates(data, fold)
+            inputs[sym] = SymbolInputs(data.X_daily, data.X_intraday, data.yA, data.yB, train, val)
+        init_from = self._fit_log(next(iter(folds.values())))
+        self.adapter_ = HRMAdapter(self.config, out_dir=self.run_dir)
+        with torch_threads(self.config.train.threads):
+            self.adapter_.fit_pooled(inputs, init_from=init_from, universe=panel.symbols)
+        return self
+
+    def predict(self, panel: Panel, symbol: str, dates: pd.DatetimeIndex) -> Forecasts:
+        return self._forecasts(panel.datasets[symbol], dates, symbol)
+

@@ -7,11 +7,14 @@ Inputs of one sample (day d)
     minute_mask (B, T_L) bool, optional: True for real minutes. Short days and missing minutes are padded
                at the END; padded rows are zeroed before the projection (NaN there is harmless) and, the
                L-module being causal, never reach a real minute.
+    symbol     (B,) int64, optional: each sample's symbol id in 0..n_symbols-1; required with
+               ``hrm.symbol_embedding`` (ValueError naming ``symbol``), ignored without it.
 
-Segment (``forward_segment``): ``x_H = daily_proj(x_daily)``, ``x_L = minute_proj(x_minute)``, then the loop
-    of HRM27M.md, "Segment semantics" (cycles, one-step gradient, detached carry). ``h_c = norm_H(z_H[:, -1])`` is the
-    last daily token, day d-1, which attends to the whole window: H attention is bidirectional because
-    every daily row predates the day.
+Segment (``forward_segment``): ``x_H = daily_proj(x_daily)`` (+ the symbol's embedding at every daily token
+    with ``hrm.symbol_embedding``), ``x_L = minute_proj(x_minute)``, then the loop of HRM27M.md, "Segment
+    semantics" (cycles, one-step gradient, detached carry). ``h_c = norm_H(z_H[:, -1])`` is the last daily
+    token, day d-1, which attends to the whole window: H attention is bidirectional because every daily row
+    predates the day. With ``hrm.film`` false the L-update skips FiLM, so Head B never sees ``h_c``.
 
 Outputs (``HRMSegmentOutput``, fp32)
     mu, log_var (B,): Head A, ``head_a(h)`` with h the summary of the final z_H: the yA forecast made at the
@@ -30,7 +33,8 @@ Initial states ``h_init`` (d_H,) and ``l_init`` (d_L,) are fixed buffers drawn f
 (std 1), as in the original HRM; they are not parameters, so the core count is exactly docs/design.md's.
 Initialisation: truncated LeCun-normal weights; FiLM weights zero (FiLM starts as the identity); Q-head
 weights zero so q_halt == q_continue at start, and a tie means continue (act_halting.halting_decision
-halts only on q_halt > q_continue) -- the bias-free counterpart of HRM's q bias of -5.
+halts only on q_halt > q_continue) -- the bias-free counterpart of HRM's q bias of -5; the symbol embedding
+zero (every symbol starts alike, as HRM's puzzle embeddings).
 """
 from __future__ import annotations
 
@@ -51,8 +55,8 @@ PARAM_GROUPS: dict[str, tuple[str, ...]] = {
     "FiLM H->L": ("film",),
     "heads": ("head_a", "head_b", "q_head"),
     "final norms": ("norm_h", "norm_l"),
-    "input projections": ("daily_proj", "minute_proj"),
-}
+    "input projections": ("daily_proj", "minute_proj", "symbol_embedding"),
+}  # FiLM (hrm.film false) and the symbol embedding (hrm.symbol_embedding false) may be absent
 
 
 @dataclass
@@ -116,26 +120,39 @@ class SegmentUpdates(Protocol):
 
 
 def one_step_segment(
-    net: SegmentUpdates, carry: HRMCarry, x_h: torch.Tensor, x_l: torch.Tensor, h_cycles: int, l_cycles: int
+    net: SegmentUpdates,
+    carry: HRMCarry,
+    x_h: torch.Tensor,
+    x_l: torch.Tensor,
+    h_cycles: int,
+    l_cycles: int,
+    context_grad: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The update schedule of one segment with the one-step gradient -> final z_H (B, T_H, d_H), z_L (B, T_L, d_L).
 
     ``h_cycles`` cycles; cycle c runs ``l_cycles`` L-updates conditioned on ``h_c = summary(z_H)`` at its
-    start, then one H-update. Every update but the last L- and the last H-update runs under no_grad, so the
-    results are on the autograd graph through those two only (memory flat in cycles and segments).
+    start, then one H-update. On the autograd graph: the last L-update and the last H-update (from a
+    detached z_H) and, with ``context_grad`` and ``h_cycles`` >= 2, the H-update that produces the last
+    cycle's context ``h_{h_cycles}`` (from a detached z_H), so the L side's loss reaches the H-module through
+    FiLM. Every other update runs under no_grad (memory flat in cycles and segments). Values do not depend
+    on ``context_grad``.
     """
     z_h, z_l = carry.z_H, carry.z_L
     with torch.no_grad():
-        for c in range(h_cycles):
-            last_cycle = c == h_cycles - 1
+        for c in range(h_cycles - 1):
             h = net.summary(z_h)
-            for _ in range(l_cycles - 1 if last_cycle else l_cycles):
+            for _ in range(l_cycles):
                 z_l = net.l_update(z_l, x_l, h)
-            if not last_cycle:
+            if c < h_cycles - 2 or not context_grad:
                 z_h = net.h_update(z_h, x_h)
-    # one-step gradient: the last L-update (conditioned on the last cycle's summary), then the last H-update
-    z_l = net.l_update(z_l, x_l, net.summary(z_h))
-    z_h = net.h_update(z_h, x_h)
+    if context_grad and h_cycles > 1:
+        z_h = net.h_update(z_h, x_h)  # one H step on the graph: its output is the last cycle's FiLM context
+    h = net.summary(z_h)  # (B, d_H)
+    with torch.no_grad():
+        for _ in range(l_cycles - 1):
+            z_l = net.l_update(z_l, x_l, h)
+    z_l = net.l_update(z_l, x_l, h)  # the last L-update, conditioned on the last cycle's context
+    z_h = net.h_update(z_h.detach(), x_h)  # the last H-update: one H step for Head A and the Q-head
     return z_h, z_l
 
 
@@ -162,7 +179,7 @@ class HRMNet(nn.Module):
         self.minute_proj = lecun_linear(cfg.minute_features, d_l)
         self.h_module = ReasoningModule(cfg.h, cfg.daily_window, cfg.rope_base, cfg.norm_eps, causal=False)
         self.l_module = ReasoningModule(cfg.l, cfg.minutes_per_day, cfg.rope_base, cfg.norm_eps, causal=True)
-        self.film = FiLM(d_h, d_l)
+        self.film = FiLM(d_h, d_l) if cfg.film else None
         self.head_a = lecun_linear(d_h, 2)  # (mu, log sigma^2)
         self.head_b = lecun_linear(d_l, 1)  # one logit per minute
         self.q_head = nn.Linear(d_h, 2, bias=False)  # (halt, continue)
@@ -171,6 +188,15 @@ class HRMNet(nn.Module):
         self.norm_l = RMSNorm(d_l, cfg.norm_eps)
         self.register_buffer("h_init", trunc_normal_(torch.empty(d_h), std=1.0))
         self.register_buffer("l_init", trunc_normal_(torch.empty(d_l), std=1.0))
+        self.symbol_embedding: nn.Embedding | None = None
+        if cfg.symbol_embedding:
+            if cfg.n_symbols < 1:
+                raise ConfigError(
+                    f"hrm.n_symbols: expected int >= 1 with hrm.symbol_embedding true (the number of symbols, set "
+                    f"at fit time), got {cfg.n_symbols}"
+                )
+            self.symbol_embedding = nn.Embedding(cfg.n_symbols, d_h)
+            nn.init.zeros_(self.symbol_embedding.weight)
 
     # ------------------------------------------------------------------------------------------
     # Bookkeeping
@@ -179,7 +205,7 @@ class HRMNet(nn.Module):
         """Parameters per budget group (PARAM_GROUPS), then 'core total' (all but inputs) and 'total'."""
         children = dict(self.named_children())
         counts = {
-            group: sum(p.numel() for name in names for p in children[name].parameters())
+            group: sum(p.numel() for name in names if name in children for p in children[name].parameters())
             for group, names in PARAM_GROUPS.items()
         }
         counts["core total"] = sum(v for k, v in counts.items() if k != "input projections")
@@ -206,17 +232,44 @@ class HRMNet(nn.Module):
     # Pieces of a segment (public so a trainer, a test or a streamer can recombine them)
 
     def embed_inputs(
-        self, x_daily: torch.Tensor, x_minute: torch.Tensor, minute_mask: torch.Tensor | None = None
+        self,
+        x_daily: torch.Tensor,
+        x_minute: torch.Tensor,
+        minute_mask: torch.Tensor | None = None,
+        symbol: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x_daily (B, T_H, F_d), x_minute (B, T_L, F_m) -> injections x_H (B, T_H, d_H), x_L (B, T_L, d_L).
 
-        Padded minutes (minute_mask False) are zeroed first, so non-finite padding cannot leak.
+        Padded minutes (minute_mask False) are zeroed first, so non-finite padding cannot leak. ``symbol``:
+        see :meth:`embed_daily`.
         """
         if minute_mask is not None:
             if bool((minute_mask[:, 1:] & ~minute_mask[:, :-1]).any()):
                 raise ValueError("minute_mask: padded minutes must come after all real minutes of a day")
             x_minute = x_minute.masked_fill(~minute_mask.unsqueeze(-1), 0.0)
-        return self.daily_proj(x_daily), self.minute_proj(x_minute)
+        return self.embed_daily(x_daily, symbol), self.minute_proj(x_minute)
+
+    def embed_daily(self, x_daily: torch.Tensor, symbol: torch.Tensor | None = None) -> torch.Tensor:
+        """x_daily (B, T_H, F_d) -> x_H (B, T_H, d_H): ``daily_proj``, plus with ``hrm.symbol_embedding`` the
+        embedding of each sample's ``symbol`` (B,) int64 id at every daily token.
+
+        ValueError naming ``symbol`` when the embedding is on and ``symbol`` is None, not (B,) int64 or outside
+        0..n_symbols-1; ``symbol`` is ignored when the embedding is off.
+        """
+        x_h = self.daily_proj(x_daily)  # (B, T_H, d_H)
+        if self.symbol_embedding is None:
+            return x_h
+        n = self.cfg.n_symbols
+        if symbol is None:
+            raise ValueError("symbol: hrm.symbol_embedding is true, so each sample needs its symbol id (B,) int64")
+        if symbol.shape != (x_daily.shape[0],) or symbol.dtype != torch.int64:
+            raise ValueError(
+                f"symbol: expected shape ({x_daily.shape[0]},) int64 (one id per sample), got "
+                f"{tuple(symbol.shape)} {symbol.dtype}"
+            )
+        if symbol.numel() and not 0 <= int(symbol.min()) <= int(symbol.max()) < n:
+            raise ValueError(f"symbol: expected ids in 0..{n - 1} (hrm.n_symbols={n}), got {symbol.tolist()}")
+        return x_h + self.symbol_embedding(symbol).to(x_h.dtype).unsqueeze(1)  # (B, T_H, d_H)
 
     def summary(self, z_h: torch.Tensor) -> torch.Tensor:
         """h = norm_H(z_H[:, -1]): (B, T_H, d_H) -> (B, d_H), read by FiLM, Head A and the Q-head."""
@@ -226,11 +279,16 @@ class HRMNet(nn.Module):
         """z_H <- H(z_H + x_H): (B, T_H, d_H) -> (B, T_H, d_H), bidirectional over the daily window."""
         return self.h_module(z_h + x_h)
 
+    def condition(self, u: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """FiLM(u; h), or u itself with ``hrm.film`` false: u (B, T, d_L), h (B, d_H) -> (B, T, d_L)."""
+        return u if self.film is None else self.film(u, h)
+
     def l_update(
         self, z_l: torch.Tensor, x_l: torch.Tensor, h: torch.Tensor, position_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """z_L <- L(FiLM(z_L + x_L; h)): (B, T_L, d_L) -> (B, T_L, d_L), causal over minutes."""
-        return self.l_module(self.film(z_l + x_l, h), position_ids)
+        """z_L <- L(FiLM(z_L + x_L; h)): (B, T_L, d_L) -> (B, T_L, d_L), causal over minutes (no FiLM with
+        ``hrm.film`` false)."""
+        return self.l_module(self.condition(z_l + x_l, h), position_ids)
 
     def readout(self, z_h: torch.Tensor, z_l: torch.Tensor) -> HRMSegmentOutput:
         """Heads on the final states of a segment (fp32 outputs; see :meth:`_head`)."""
@@ -251,12 +309,15 @@ class HRMNet(nn.Module):
             z_h = self.h_update(z_h, x_h)
         return summaries, z_h
 
-    def halting_q(self, carry: HRMCarry, x_daily: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(q_halt, q_continue) (B,) that ``forward_segment(carry, x_daily, ...)`` would return, from H alone.
+    def halting_q(
+        self, carry: HRMCarry, x_daily: torch.Tensor, symbol: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(q_halt, q_continue) (B,) that ``forward_segment(carry, x_daily, ..., symbol)`` would return, from H
+        alone.
 
         A cheap, exact bootstrap for the Q-learning target of the previous segment (run it under no_grad).
         """
-        _, z_h = self.h_summaries(carry.z_H, self.daily_proj(x_daily))
+        _, z_h = self.h_summaries(carry.z_H, self.embed_daily(x_daily, symbol))
         return self.q_values(z_h)
 
     def q_values(self, z_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -282,10 +343,17 @@ class HRMNet(nn.Module):
         x_daily: torch.Tensor,
         x_minute: torch.Tensor,
         minute_mask: torch.Tensor | None = None,
+        symbol: torch.Tensor | None = None,
     ) -> tuple[HRMCarry, HRMSegmentOutput]:
-        """One segment from ``carry``; returns (detached new carry, outputs). See the module docstring."""
-        x_h, x_l = self.embed_inputs(x_daily, x_minute, minute_mask)  # (B, T_H, d_H), (B, T_L, d_L)
-        z_h, z_l = one_step_segment(self, carry, x_h, x_l, self.cfg.H_cycles, self.cfg.L_cycles)
+        """One segment from ``carry``; returns (detached new carry, outputs). See the module docstring.
+
+        The FiLM context of the last cycle keeps its graph (``one_step_segment`` with ``context_grad``), so
+        Head B's loss reaches the H-module and ``daily_proj`` when FiLM is on and H_cycles >= 2.
+        """
+        x_h, x_l = self.embed_inputs(x_daily, x_minute, minute_mask, symbol)  # (B, T_H, d_H), (B, T_L, d_L)
+        z_h, z_l = one_step_segment(
+            self, carry, x_h, x_l, self.cfg.H_cycles, self.cfg.L_cycles, context_grad=self.film is not None
+        )
         return HRMCarry(z_h.detach(), z_l.detach()), self.readout(z_h, z_l)
 
     def forward(
@@ -294,6 +362,7 @@ class HRMNet(nn.Module):
         x_daily: torch.Tensor,
         x_minute: torch.Tensor,
         minute_mask: torch.Tensor | None = None,
+        symbol: torch.Tensor | None = None,
     ) -> tuple[HRMCarry, HRMSegmentOutput]:
         """``forward_segment`` under ``nn.Module.__call__``, so DDP and module hooks see it."""
-        return self.forward_segment(carry, x_daily, x_minute, minute_mask)
+        return self.forward_segment(carry, x_daily, x_minute, minute_mask, symbol)

@@ -54,7 +54,9 @@ def rollouts(
         for start in range(0, len(data), batch_size):
             batch = data.subset(slice(start, start + batch_size)).to(device)
             with torch.no_grad(), bf16_autocast(device, bf16):
-                rollout = act_rollout(net, batch.x_daily, batch.x_minute, batch.minute_mask, training=False)
+                rollout = act_rollout(
+                    net, batch.x_daily, batch.x_minute, batch.minute_mask, training=False, symbol=batch.symbol
+                )
             yield start, batch, rollout
     finally:
         net.train(was_training)

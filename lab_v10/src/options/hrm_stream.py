@@ -11,19 +11,31 @@ L-module is causal and the carry of segment s at minute m is segment s-1's final
 layer, attending to the keys and values cached for the earlier minutes of that (segment, L-update, layer).
 ``step`` then returns ``sigmoid(logits_b)`` at the new minute of each symbol's halting segment: the
 probabilities ``act_rollout`` (evaluation) gives over the same minutes, up to float rounding
-(tests/test_hrm_stream.py checks fp32 to 1e-5).
+(tests/test_hrm_stream.py checks fp32 to 1e-5 and bf16 against the fp32 forward to the tolerance stated there).
+
+Segment cap (``max_segments_live``, config ``stream.max_segments_live``). Symbols the learned rule would run
+longer than the cap stop at it: the stream then equals ``act_rollout`` of the net with ``hrm.max_segments``
+set to the cap. ``capped`` (B,) names them; halting is fixed before the open, so the count holds for every
+minute of the day (logged by ``start_day``). It bounds a minute's cost at cap x one segment.
 
 Layout. At ``start_day`` the symbols are ordered by their number of segments, most first, so the n_s
 symbols that run segment s are a prefix of that order and segment s owns one contiguous block of cache rows
 (one row per (symbol, segment) the day runs, ``steps.sum()`` rows in all). There is one :class:`KVCache` per
-(L-update, layer), where the L-updates of a segment are its ``H_cycles * L_cycles`` updates in order. The
-caches are allocated at construction for one segment per symbol and reallocated at ``start_day`` only when a
-day runs more (symbol, segment) pairs than they hold; ``step`` and ``advance`` never allocate cache memory.
+(L-update, layer), where the L-updates of a segment are its ``H_cycles * L_cycles`` updates in order; keys
+and values are stored (rows, heads, minutes, head width), so one symbol-head's cached minutes are contiguous
+and attention reads them in place. The caches are allocated at construction for one segment per symbol and
+reallocated at ``start_day`` only when a day runs more (symbol, segment) pairs than they hold; ``step`` and
+``advance`` never allocate cache memory.
 Cache memory: ``2 * rows * H_cycles * L_cycles * n_layers * max_minutes * d_L`` values of ``dtype``.
 
 Work per minute and symbol: for each of its segments, ``H_cycles * L_cycles`` L-updates of one position
-(FiLM, then per layer a QKV projection, attention over the cached positions, the output projection and the
-SwiGLU), then Head B at the halting segment. The H-module runs only in ``start_day``.
+(FiLM with the day's precomputed scale and shift, then per layer a QKV projection, attention over the cached
+positions, the output projection and the SwiGLU), then Head B at the halting segment. The H-module and the
+FiLM projections run only in ``start_day``. In ``dtype`` bf16 the weights, cache and attention stay bf16;
+the only conversions are of the new positions' activations (RoPE and RMSNorm compute in fp32, as in the full
+forward), never of the cache. ``attention`` picks the kernel for the cached attention: ``sdpa``
+(layers.attention: flash-attn or PyTorch SDPA) or ``matmul`` (two batched matmuls, softmax in fp32);
+stream_dtype.py chooses it, and the dtype, from measured throughput.
 
 Time semantics: the probability returned for minute m uses daily rows <= d-1 (``x_daily`` of
 ``start_day``) and minutes <= m of day d.
@@ -34,19 +46,26 @@ unless ``train.early_stopping`` is per_head) and average their probabilities, as
 """
 from __future__ import annotations
 
+import logging
+import math
+
 import torch
 from torch import nn
 
 from lab_v10.src.options.act_halting import halting_decision
 from lab_v10.src.options.hrm_net import HRMNet
+from lab_v10.src.options.layers import Attention, RotaryEmbedding, attention, rotate_half
+
+logger = logging.getLogger("hrm.stream")
+ATTENTION_KERNELS = ("sdpa", "matmul")
 
 
 class KVCache(nn.Module):
     """Keys and values of one attention layer: buffers ``k``, ``v`` of shape (rows, H, T_max, D).
 
     ``update`` writes the keys and values of new positions into a block of rows and returns every cached key
-    and value of those rows up to the last new position, as ``(n, T, H, D)`` views (Attention.attend's
-    layout). Positions after the last write are never read, so nothing is cleared between days.
+    and value of those rows up to the last new position, as ``(n, H, T, D)`` views. Positions after the last
+    write are never read, so nothing is cleared between days.
     """
 
     def __init__(
@@ -61,11 +80,31 @@ class KVCache(nn.Module):
     def update(
         self, rows: slice, start: int, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """k, v (n, t, H, D) for positions start..start+t-1 of ``rows`` -> keys, values (n, start+t, H, D)."""
+        """k, v (n, t, H, D) for positions start..start+t-1 of ``rows`` -> keys, values (n, H, start+t, D)."""
         end = start + k.shape[1]
         self.k[rows, :, start:end] = k.transpose(1, 2)  # (n, H, t, D)
         self.v[rows, :, start:end] = v.transpose(1, 2)
-        return self.k[rows, :, :end].transpose(1, 2), self.v[rows, :, :end].transpose(1, 2)
+        return self.k[rows, :, :end], self.v[rows, :, :end]
+
+
+def cached_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, kernel: str) -> torch.Tensor:
+    """Attention of the t newest positions over the cache: q (n, t, H, D), keys/values (n, H, T, D) with the
+    queries at positions T-t..T-1 (bottom-right causal mask when t > 1) -> (n, t, H, D).
+
+    ``sdpa``: layers.attention (flash-attn or SDPA); ``matmul``: scores and output as batched matmuls in the
+    input dtype, the softmax in fp32.
+    """
+    t = q.shape[1]
+    if kernel == "sdpa":
+        return attention(q, keys.transpose(1, 2), values.transpose(1, 2), causal=t > 1)
+    scores = torch.matmul(q.transpose(1, 2), keys.transpose(-1, -2))  # (n, H, t, T)
+    scores = scores.float() * (1.0 / math.sqrt(q.shape[-1]))
+    if t > 1:
+        big = keys.shape[2]
+        allowed = torch.ones(t, big, dtype=torch.bool, device=q.device).tril(diagonal=big - t)  # (t, T)
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    weights = torch.softmax(scores, dim=-1).to(values.dtype)  # (n, H, t, T)
+    return torch.matmul(weights, values).transpose(1, 2)  # (n, t, H, D)
 
 
 def _checked_input(x: torch.Tensor, shape: tuple[int | None, ...], name: str, meaning: str) -> None:
@@ -79,12 +118,15 @@ def _checked_input(x: torch.Tensor, shape: tuple[int | None, ...], name: str, me
 class HRMStreamer:
     """Stream Head-B probabilities minute by minute for ``batch_size`` symbols (module docstring).
 
-    ``net`` must already be on ``device`` in ``dtype`` (``net.to(device, dtype)``); it is not modified.
-    ``max_minutes`` (<= ``net.cfg.minutes_per_day``) bounds the minutes of a day.
+    ``net`` must already be on ``device`` in ``dtype`` (``net.to(device, dtype)``; stream_dtype.build_streamer
+    does it from the config); it is not modified. ``max_minutes`` (<= ``net.cfg.minutes_per_day``) bounds the
+    minutes of a day; ``max_segments_live`` (None: ``hrm.max_segments``) caps the segments a symbol runs;
+    ``attention`` is the cached-attention kernel (:func:`cached_attention`).
 
     Per day: ``steps = start_day(x_daily)`` then ``step(x_minute)`` once per minute (or ``advance`` for
     several minutes at once, e.g. to catch up after a late start). After ``start_day``, ``steps`` (B,) long
-    holds each symbol's number of segments and ``position`` the number of minutes streamed so far.
+    holds each symbol's number of segments, ``capped`` (B,) bool the symbols stopped by the cap and
+    ``position`` the number of minutes streamed so far.
     """
 
     def __init__(
@@ -94,6 +136,9 @@ class HRMStreamer:
         max_minutes: int,
         device: torch.device | str,
         dtype: torch.dtype = torch.float32,
+        *,
+        max_segments_live: int | None = None,
+        attention: str = "sdpa",
     ) -> None:
         cfg = net.cfg
         if batch_size < 1:
@@ -103,6 +148,10 @@ class HRMStreamer:
                 f"max_minutes: expected 1..{cfg.minutes_per_day} (hrm.minutes_per_day, the L RoPE table), "
                 f"got {max_minutes}"
             )
+        if max_segments_live is not None and max_segments_live < 1:
+            raise ValueError(f"max_segments_live: expected an int >= 1 or None, got {max_segments_live}")
+        if attention not in ATTENTION_KERNELS:
+            raise ValueError(f"attention: expected one of {', '.join(ATTENTION_KERNELS)}, got {attention!r}")
         device = torch.device(device)
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
@@ -117,12 +166,18 @@ class HRMStreamer:
         self.max_minutes = max_minutes
         self.device = device
         self.dtype = dtype
+        self.attention = attention
+        self.segment_limit = min(cfg.max_segments, max_segments_live or cfg.max_segments)
         self.update_cycles = [c for c in range(cfg.H_cycles) for _ in range(cfg.L_cycles)]  # H cycle of each L-update
         self.l_init = net.l_init.to(device=device, dtype=dtype)  # (d_L,) the z_L of every minute before segment 0
+        attn: Attention = net.l_module.layers[0].attn
+        rope = RotaryEmbedding(attn.head_dim, cfg.minutes_per_day, cfg.rope_base).to(device)  # fp32 in every dtype
+        self.rope_cos, self.rope_sin = rope.cos, rope.sin  # (P, D) each
         self.caches: list[list[KVCache]] = []
-        self.film_h = torch.empty(0)
+        self.film_scale = self.film_shift = torch.empty(0)
         self._allocate(batch_size)  # every symbol runs at least one segment
         self.steps: torch.Tensor | None = None  # (B,) long: segments per symbol today
+        self.capped = torch.zeros(batch_size, dtype=torch.bool, device=device)  # (B,) stopped by the cap today
         self.position = 0  # minutes streamed today
         self._order = self._inverse = torch.empty(0, dtype=torch.long)  # (B,) symbols by segments, and back
         self._segments: list[tuple[slice, int, int]] = []  # per segment: cache rows, n_s, n_{s+1}
@@ -130,11 +185,11 @@ class HRMStreamer:
     @property
     def cache_rows(self) -> int:
         """Rows (symbol, segment pairs) the caches hold now."""
-        return self.film_h.shape[0]
+        return self.film_scale.shape[0]
 
     def _allocate(self, rows: int) -> None:
-        """(Re)allocate the caches and the FiLM summaries for ``rows`` (symbol, segment) pairs."""
-        self.caches, self.film_h = [], torch.empty(0)  # free the old buffers before allocating the new ones
+        """(Re)allocate the caches and the FiLM scale and shift for ``rows`` (symbol, segment) pairs."""
+        self.caches, self.film_scale, self.film_shift = [], torch.empty(0), torch.empty(0)  # free the old first
         cfg = self.net.cfg
         attn = self.net.l_module.layers[0].attn
         self.caches = [
@@ -144,14 +199,18 @@ class HRMStreamer:
             ]
             for _ in self.update_cycles
         ]
-        self.film_h = torch.zeros(rows, cfg.H_cycles, cfg.h.d_model, device=self.device, dtype=self.dtype)
+        shape = (rows, cfg.H_cycles, cfg.l.d_model)
+        self.film_scale = torch.ones(shape, device=self.device, dtype=self.dtype)  # 1 + W_gamma h
+        self.film_shift = torch.zeros(shape, device=self.device, dtype=self.dtype)  # W_beta h
 
     @torch.inference_mode()
-    def start_day(self, x_daily: torch.Tensor) -> torch.Tensor:
-        """Run H for the day and reset the caches: x_daily (B, T_H, F_d) -> steps (B,) long.
+    def start_day(self, x_daily: torch.Tensor, symbol: torch.Tensor | None = None) -> torch.Tensor:
+        """Run H for the day and reset the caches: x_daily (B, T_H, F_d), symbol (B,) int64 -> steps (B,) long.
 
         ``x_daily``: the daily feature rows of the window ending at day d-1 (T_H <= hrm.daily_window), as
-        ``act_rollout`` takes them. Returns the number of segments each symbol runs today (1..max_segments).
+        ``act_rollout`` takes them; ``symbol``: each row's symbol id, required with hrm.symbol_embedding
+        (ValueError naming ``symbol``, HRMNet.embed_daily). Returns the number of segments each symbol runs
+        today (1..max_segments, at most the cap).
         """
         net, cfg = self.net, self.net.cfg
         b = self.batch_size
@@ -160,12 +219,14 @@ class HRMStreamer:
             raise ValueError(
                 f"x_daily: expected 1..{cfg.daily_window} daily rows (hrm.daily_window), got {x_daily.shape[1]}"
             )
-        x_h = net.daily_proj(x_daily.to(device=self.device, dtype=self.dtype))  # (B, T_H, d_H)
+        symbol = None if symbol is None else symbol.to(self.device)
+        x_h = net.embed_daily(x_daily.to(device=self.device, dtype=self.dtype), symbol)  # (B, T_H, d_H)
         z_h = net.initial_carry(b, x_h.shape[1], 1, self.device, self.dtype).z_H  # (B, T_H, d_H)
         steps = torch.zeros(b, dtype=torch.long, device=self.device)
+        capped = torch.zeros(b, dtype=torch.bool, device=self.device)
         active = torch.arange(b, device=self.device)  # symbols still running, in batch order
         summaries = []  # per segment (B, H_cycles, d_H); rows of symbols that halted before it are unused
-        for _ in range(cfg.max_segments):
+        for s in range(self.segment_limit):
             h_cycles, z_h = net.h_summaries(z_h, x_h[active])  # H_cycles x (n, d_H), (n, T_H, d_H)
             segment = x_h.new_zeros(b, cfg.H_cycles, cfg.h.d_model)
             segment[active] = torch.stack(h_cycles, dim=1)
@@ -175,6 +236,9 @@ class HRMStreamer:
             halt = halting_decision(
                 q_halt, q_continue, steps[active], cfg.max_segments, training=False, eval_mode=cfg.eval_halting
             )
+            if s == self.segment_limit - 1:  # the cap: whoever would go on stops here
+                capped[active[~halt]] = True
+                halt = torch.ones_like(halt)
             active, z_h = active[~halt], z_h[~halt]
             if active.numel() == 0:
                 break
@@ -187,11 +251,19 @@ class HRMStreamer:
         offset = 0
         for s, segment in enumerate(summaries):
             rows = slice(offset, offset + counts[s])
-            self.film_h[rows] = segment[order[: counts[s]]]
+            h = segment[order[: counts[s]]]  # (n_s, H_cycles, d_H)
+            if net.film is not None:  # FiLM's projections of the day's summaries, once: u * scale + shift
+                self.film_scale[rows] = 1.0 + net.film.gamma(h)  # (n_s, H_cycles, d_L)
+                self.film_shift[rows] = net.film.beta(h)
             self._segments.append((rows, counts[s], counts[s + 1]))
             offset += counts[s]
         self._order, self._inverse = order, torch.argsort(order)
-        self.steps, self.position = steps, 0
+        self.steps, self.capped, self.position = steps, capped, 0
+        if bool(capped.any()):
+            logger.info(
+                "start_day: %d of %d symbols stopped at the cap of %d segments (stream.max_segments_live) for "
+                "every minute of the day", int(capped.sum()), b, self.segment_limit,
+            )
         return steps.clone()
 
     @torch.inference_mode()
@@ -210,15 +282,21 @@ class HRMStreamer:
             raise ValueError(
                 f"x_minutes: {t} minute(s) after minute {start} exceed max_minutes={self.max_minutes} of the day"
             )
-        cos, sin = net.l_module.rotary()
-        positions = torch.arange(start, start + t, device=self.device)  # (t,) minute index of each new row
+        rope = (  # the new positions' rotation, shared by every layer: (t, 1, 1, D) each, fp32
+            self.rope_cos[start : start + t, None, None],
+            self.rope_sin[start : start + t, None, None],
+        )
         x_l = net.minute_proj(x_minutes.to(device=self.device, dtype=self.dtype)[self._order])  # (B, t, d_L)
         z = self.l_init.expand(b, t, -1)  # (B, t, d_L), the initial carry
         logits = torch.empty(b, t, device=self.device, dtype=torch.float32)  # (B, t), symbols in segment order
+        film = net.film is not None
         for rows, n, n_next in self._segments:
             z = z[:n]  # the carry of the n symbols that run this segment: their z_L after the last one
             for u, c in enumerate(self.update_cycles):
-                z = self._l_update(u, rows, z, x_l[:n], self.film_h[rows, c], cos, sin, positions)
+                x = z + x_l[:n]  # (n, t, d_L)
+                if film:
+                    x = x * self.film_scale[rows, c, None] + self.film_shift[rows, c, None]
+                z = self._l_update(u, rows, x, rope)
             logits[n_next:n] = net.head_b(net.norm_l(z[n_next:])).float().squeeze(-1)  # symbols halting here
         self.position = start + t
         return torch.sigmoid(logits[self._inverse])
@@ -229,27 +307,28 @@ class HRMStreamer:
         _checked_input(x_minute, (self.batch_size, f_m), "x_minute", "(symbols, minute features)")
         return self.advance(x_minute.unsqueeze(1))[:, 0]
 
-    def _l_update(
-        self,
-        u: int,
-        rows: slice,
-        z: torch.Tensor,
-        x_l: torch.Tensor,
-        h: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        positions: torch.Tensor,
-    ) -> torch.Tensor:
-        """L-update ``u`` of a segment on the new positions only: ``net.l_update`` with the caches of ``rows``.
+    def _l_update(self, u: int, rows: slice, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The layers of L-update ``u`` on the new positions, with the caches of ``rows``: x (n, t, d_L), the
+        update's input after FiLM -> new z (n, t, d_L).
 
-        z, x_l (n, t, d_L), h (n, d_H) -> new z (n, t, d_L). Each block is TransformerBlock.forward with
-        its attention split into ``qkv`` on the new positions and ``attend`` over every cached position.
+        Each block is TransformerBlock.forward with Attention.qkv's projection and RoPE (rotated in fp32)
+        on the new positions and the attention over every cached position (:func:`cached_attention`).
         """
-        x = self.net.film(z + x_l, h)  # (n, t, d_L)
+        n, t, _ = x.shape
+        cos, sin = rope
         for block, cache in zip(self.net.l_module.layers, self.caches[u]):
-            q, k, v = block.attn.qkv(x, cos, sin, positions)  # (n, t, H, D) each
-            keys, values = cache.update(rows, self.position, k, v)  # (n, position + t, H, D)
-            # one new query sees every cached key; several need the bottom-right causal mask among themselves
-            x = block.norm1(x + block.attn.attend(q, keys, values, causal=q.shape[1] > 1))
+            attn: Attention = block.attn
+            shape = (n, t, attn.n_heads, attn.head_dim)
+            if attn.fused_qkv:
+                qkv = attn.qkv_proj(x).view(n, t, 3, *shape[2:])  # (n, t, 3, H, D)
+                qk, v = qkv[:, :, :2], qkv[:, :, 2]  # (n, t, 2, H, D), (n, t, H, D)
+            else:
+                qk = torch.stack((attn.q_proj(x).view(shape), attn.k_proj(x).view(shape)), dim=2)
+                v = attn.v_proj(x).view(shape)
+            qk = qk.float()  # a no-op in fp32
+            q, k = (qk * cos + rotate_half(qk) * sin).to(x.dtype).unbind(2)  # (n, t, H, D) each
+            keys, values = cache.update(rows, self.position, k, v)  # (n, H, position + t, D)
+            out = cached_attention(q, keys, values, self.attention)  # (n, t, H, D)
+            x = block.norm1(x + attn.o_proj(out.reshape(n, t, -1)))
             x = block.norm2(x + block.mlp(x))
         return x

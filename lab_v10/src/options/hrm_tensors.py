@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -19,6 +19,8 @@ class HRMTensors:
     minute_mask (N, T_L) bool: True = real minute.
     y_a (N,) float32: standardized yA; NaN = no label (Head-A loss masked).
     y_b (N, T_L) float32 in {0, 1} or NaN (masked).
+    symbol (N,) int64, optional: each sample's symbol id (pooled multi-symbol samples, ``hrm.symbol_embedding``);
+        None for single-symbol data.
     """
 
     x_daily: Tensor
@@ -26,6 +28,7 @@ class HRMTensors:
     minute_mask: Tensor
     y_a: Tensor
     y_b: Tensor
+    symbol: Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.x_daily.shape[0]
@@ -44,6 +47,10 @@ class HRMTensors:
         for name in ("x_daily", "x_minute", "y_a", "y_b"):
             if getattr(self, name).dtype != torch.float32:
                 raise ValueError(f"HRMTensors.{name}: expected dtype float32, got {getattr(self, name).dtype}")
+        if self.symbol is not None and (self.symbol.shape != (n,) or self.symbol.dtype != torch.int64):
+            raise ValueError(
+                f"HRMTensors.symbol: expected shape ({n},) int64, got {tuple(self.symbol.shape)} {self.symbol.dtype}"
+            )
 
     def __len__(self) -> int:
         return self.x_daily.shape[0]
@@ -53,8 +60,13 @@ class HRMTensors:
         if not isinstance(idx, (slice, Tensor)):
             array = np.asarray(idx)
             idx = torch.as_tensor(array if array.size else array.astype(np.int64))  # [] is an empty index
-        return HRMTensors(*(getattr(self, f.name)[idx] for f in dataclasses.fields(self)))
+        return HRMTensors(*(_apply(getattr(self, f.name), lambda t: t[idx]) for f in dataclasses.fields(self)))
 
     def to(self, device: torch.device | str) -> HRMTensors:
         """The same samples on ``device``."""
-        return HRMTensors(*(getattr(self, f.name).to(device) for f in dataclasses.fields(self)))
+        return HRMTensors(*(_apply(getattr(self, f.name), lambda t: t.to(device)) for f in dataclasses.fields(self)))
+
+
+def _apply(t: Tensor | None, fn: Callable[[Tensor], Tensor]) -> Tensor | None:
+    """``fn(t)``, or None for an absent optional field."""
+    return None if t is None else fn(t)

@@ -11,9 +11,9 @@ step, then ``freeze_halted`` and ``halting_decision(..., training=True)``; stop 
 Losses of a segment: head_a_nll, head_b_bce and q (segment_loss.py). total = weighting([head_a_nll,
 head_b_bce], present) + q_loss_weight * q, with the weighting from loss_weighting.py
 (``train.loss_weighting``). GradNorm measures its gradient norms on the shared trunk: every network
-parameter outside the heads (head_a, head_b, q_head). Under the one-step gradient the only single layer both
-heads reach is norm_H's gain (Head B through FiLM, whose weights start at zero), so its Head-B gradient is
-zero at the start. The log reports ``ponder`` = the mean act_halting.ponder_cost charged per sample.
+parameter outside the heads (head_a, head_b, q_head). Both heads reach the H side (daily_proj, H-module, norm_H;
+Head B through FiLM with H_cycles >= 2: zero at the start, as FiLM's weights start at zero; hrm_net.py).
+The log reports ``ponder`` = the mean act_halting.ponder_cost charged per sample.
 
 Validation and early stopping. After every epoch :meth:`HRMTrainer.evaluate` computes the validation
 criterion (hrm_predict.py) and early_stopping.py decides, jointly or per head (``train.early_stopping``):
@@ -294,7 +294,7 @@ class HRMTrainer:
 
     def _segment_forward(self, carry: HRMCarry, batch: HRMTensors) -> tuple[HRMCarry, HRMSegmentOutput]:
         """One training segment of the network (the module whose backward is taken)."""
-        return self.net(carry, batch.x_daily, batch.x_minute, batch.minute_mask)
+        return self.net(carry, batch.x_daily, batch.x_minute, batch.minute_mask, batch.symbol)
 
     def _step_losses(
         self, sums: Tensor, counts: Tensor, q_loss: Tensor, active: Tensor

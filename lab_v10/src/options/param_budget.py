@@ -24,16 +24,22 @@ def block_params(mc: ModuleConfig) -> int:
     return 4 * d * d + 3 * d * mc.ffn_dim + 2 * d
 
 
+def symbol_embedding_params(hrm: HRMConfig) -> int:
+    """The (n_symbols, d_H) symbol embedding with ``hrm.symbol_embedding``, else 0 (counted as an input)."""
+    return hrm.n_symbols * hrm.h.d_model if hrm.symbol_embedding else 0
+
+
 def param_counts(hrm: HRMConfig) -> dict[str, int]:
-    """Parameters per group, 'core total' (all but the input projections) and 'total'."""
+    """Parameters per group, 'core total' (all but the input projections) and 'total'. FiLM counts 0 with
+    ``hrm.film`` false; the symbol embedding is part of the input projections."""
     d_h, d_l = hrm.h.d_model, hrm.l.d_model
     counts = {
         "H-module": hrm.h.n_layers * block_params(hrm.h),
         "L-module": hrm.l.n_layers * block_params(hrm.l),
-        "FiLM H->L": 2 * d_h * d_l,
+        "FiLM H->L": 2 * d_h * d_l if hrm.film else 0,
         "heads": 2 * d_h + d_l + 2 * d_h,
         "final norms": d_h + d_l,
-        "input projections": hrm.daily_features * d_h + hrm.minute_features * d_l,
+        "input projections": hrm.daily_features * d_h + hrm.minute_features * d_l + symbol_embedding_params(hrm),
     }
     counts["core total"] = sum(v for k, v in counts.items() if k != "input projections")
     counts["total"] = counts["core total"] + counts["input projections"]
@@ -68,13 +74,14 @@ def module_shapes(hrm: HRMConfig) -> dict[str, str]:
             f"SwiGLU FFN {mc.ffn_dim}, {kind}, up to {tokens}"
         )
 
+    symbols = f", symbol embedding {hrm.n_symbols}x{d_h}" if hrm.symbol_embedding else ""
     return {
         "H-module": stack(hrm.h, "bidirectional", f"{hrm.daily_window} daily rows"),
         "L-module": stack(hrm.l, "causal", f"{hrm.minutes_per_day} minutes"),
-        "FiLM H->L": f"gamma, beta: {d_h}->{d_l} each",
+        "FiLM H->L": f"gamma, beta: {d_h}->{d_l} each" if hrm.film else "none (hrm.film: false)",
         "heads": f"A {d_h}->2, B {d_l}->1 per minute, Q {d_h}->2",
         "final norms": f"RMSNorm {d_h} + {d_l}",
-        "input projections": f"{hrm.daily_features}->{d_h}, {hrm.minute_features}->{d_l}",
+        "input projections": f"{hrm.daily_features}->{d_h}, {hrm.minute_features}->{d_l}{symbols}",
         "core total": "all but the input projections",
         "total": f"budget {BUDGET[0]:,}..{BUDGET[1]:,}",
     }

@@ -97,7 +97,7 @@ def segment_losses(
 
     def next_q() -> tuple[Tensor, Tensor]:
         with bf16_autocast(batch.x_daily.device, bf16):
-            return net.halting_q(new_carry, batch.x_daily)  # (B,), (B,)
+            return net.halting_q(new_carry, batch.x_daily, batch.symbol)  # (B,), (B,)
 
     q = segment_q_loss(
         out.q_halt, out.q_continue, correct, next_q, steps, active, segment, cfg.max_segments, ponder_cost
