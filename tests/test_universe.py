@@ -119,11 +119,17 @@ def test_manifest_errors_name_the_symbol_and_key(tmp_path, shared_data_dir):
         "symbols:\n  SPY: {daily: SPY_daily.csv}": "symbols.SPY: missing key 'iv'",
         "symbols:\n  SPY: {daily: SPY_daily.csv, iv: VIX_History.csv, minute: x.csv}": "symbols.SPY: unknown key 'minute'",
         "symbols:\n  SPY: {daily: SPY_daily.csv, iv: nope.csv}": "symbols.SPY.iv: file not found",
+        "symbols:\n  SPY: {daily: SPY_daily.csv, iv: VIX_History.csv, iv_missing: fill}":
+            "symbols.SPY.iv_missing: expected one of error, drop",
         "symbols:\n  'S P Y': {daily: SPY_daily.csv, iv: VIX_History.csv}": "expected a symbol name",
     }
     for text, message in cases.items():
         with pytest.raises(ConfigError, match=message):
             read_manifest(_manifest(tmp_path, text))
+    # the symbol's own iv_missing policy wins over the run's: SPY's 3 VIX gaps are dropped, not an error
+    manifest = _manifest(tmp_path, "symbols:\n  SPY: {daily: SPY_daily.csv, iv: VIX_History.csv, iv_missing: drop}")
+    markets = load_universe(DataConfig(source="universe", universe=str(manifest), iv_missing="error"), 0)
+    assert markets["SPY"].daily.has_iv
 
 
 def test_real_universe_errors_name_the_symbol_and_the_split_is_caught(shared_data_dir):

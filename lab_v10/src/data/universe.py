@@ -9,7 +9,8 @@ manifest::
       GLD: {daily: GLD_daily.csv, iv: GVZ_History.csv}
 
 ``daily`` and ``iv`` are required (a universe is a set of assets with their implied-vol indices: Book A runs
-on every symbol), ``minutes`` is optional. Every symbol is loaded by the single-asset loader with the same
+on every symbol), ``minutes`` is optional, and ``iv_missing: error|drop`` overrides ``--iv-missing`` for that
+symbol (e.g. ``{daily: X.csv, iv: VX.csv, iv_missing: drop}``). Every symbol is loaded by the single-asset loader with the same
 options and checks (:func:`lab_v10.src.data.market.load_market`), so each error names the symbol and its
 file. Symbols may have different histories; the panel (:mod:`lab_v10.src.dataset.panel`) aligns them by
 calendar date.
@@ -28,18 +29,22 @@ from lab_v10.src.data.market import Market, describe_market, load_market
 from lab_v10.src.data.synthetic import generate_universe_from_config
 from lab_v10.src.errors import ConfigError, LabError
 
-SYMBOL_KEYS = ("daily", "iv", "minutes")
+SYMBOL_KEYS = ("daily", "iv", "minutes", "iv_missing")
+FILE_KEYS = ("daily", "iv", "minutes")
+IV_MISSING = ("error", "drop")
 REQUIRED_KEYS = ("daily", "iv")
 SYMBOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 
 
 @dataclasses.dataclass(frozen=True)
 class SymbolFiles:
-    """One manifest entry: absolute paths of the symbol's files (``minutes`` None when not given)."""
+    """One manifest entry: absolute paths of the symbol's files (``minutes`` None when not given) and its
+    ``iv_missing`` policy when it has its own."""
 
     daily: Path
     iv: Path
     minutes: Path | None = None
+    iv_missing: str | None = None  # the symbol's own --iv-missing policy (None: the run's)
 
 
 def is_universe(cfg) -> bool:
@@ -54,7 +59,8 @@ def read_manifest(path: str | Path) -> dict[str, SymbolFiles]:
 
     ConfigError naming the manifest and the key: not a mapping with exactly the key ``symbols``, no symbol, a
     symbol name that is not 1-32 letters, digits, ``.``, ``_`` or ``-``, an entry that is not a mapping, an
-    unknown or missing key, a path that is not text, or a file that does not exist.
+    unknown or missing key, a path that is not text, a file that does not exist, or an ``iv_missing`` other
+    than ``error``/``drop``.
     """
     path = Path(path)
     doc = read_yaml(path, "universe manifest")
@@ -80,7 +86,12 @@ def read_manifest(path: str | Path) -> dict[str, SymbolFiles]:
             raise ConfigError(f"{where}: missing key {missing[0]!r} (every symbol needs daily bars and its "
                               "implied-vol index; minutes are optional)")
         files = {}
-        for key, value in entry.items():
+        if "iv_missing" in entry:
+            if entry["iv_missing"] not in IV_MISSING:
+                raise ConfigError(f"{where}.iv_missing: expected one of {', '.join(IV_MISSING)}, got "
+                                  f"{entry['iv_missing']!r}")
+            files["iv_missing"] = entry["iv_missing"]
+        for key, value in ((k, v) for k, v in entry.items() if k in FILE_KEYS):
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{where}.{key}: expected a file path relative to the manifest, got {value!r}")
             file = (path.parent / value).resolve()
@@ -92,9 +103,11 @@ def read_manifest(path: str | Path) -> dict[str, SymbolFiles]:
 
 
 def symbol_config(cfg: DataConfig, files: SymbolFiles) -> DataConfig:
-    """``cfg`` with the symbol's files as the single-asset ``files`` source (every other option shared)."""
+    """``cfg`` with the symbol's files as the single-asset ``files`` source (every other option shared, but
+    the symbol's own ``iv_missing`` when the manifest gives one)."""
     return dataclasses.replace(cfg, source="files", universe=None, daily=str(files.daily), iv=str(files.iv),
-                               minutes=None if files.minutes is None else str(files.minutes))
+                               minutes=None if files.minutes is None else str(files.minutes),
+                               iv_missing=files.iv_missing or cfg.iv_missing)
 
 
 def load_universe(cfg: DataConfig, seed: int) -> dict[str, Market]:
