@@ -106,6 +106,24 @@ def time_calls(fn: Callable[[], Any], repeats: int, sync: Callable[[], None] | N
     return seconds
 
 
+def memory_bandwidth(
+    device: torch.device | str, repeats: int, sync: Callable[[], None] | None = None, mib: int = 256
+) -> dict[str, Any]:
+    """Best DRAM bandwidth in GB/s over ``repeats`` timed calls (after one warm-up) of two kernels on an fp32
+    buffer of ``mib`` MiB (much larger than a last-level cache): ``sum`` reads it, ``copy`` reads it and
+    writes a second one (counted as 2 x the bytes). ``gb_per_s`` is the best of both."""
+    n = mib * 2**20 // 4
+    src = torch.ones(n, device=device)  # ones, not empty: every page is touched before timing
+    dst = torch.zeros(n, device=device)
+    nbytes = n * 4
+    kernels = {"sum": (lambda: src.sum(), nbytes), "copy": (lambda: dst.copy_(src), 2 * nbytes)}
+    rates = {}
+    for name, (fn, moved) in kernels.items():
+        fn()
+        rates[name] = round(moved / min(time_calls(fn, repeats, sync)) / 1e9, 2)
+    return {"buffer_mib": mib, "repeats": repeats, "gb_per_s_by_kernel": rates, "gb_per_s": max(rates.values())}
+
+
 def summarize_ms(seconds: list[float], per: int = 1) -> dict[str, float | int]:
     """Median, 95th percentile and minimum of ``seconds`` in milliseconds, each divided by ``per``."""
     ms = np.asarray(seconds, dtype=float) * 1e3 / per

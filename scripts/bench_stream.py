@@ -1,36 +1,50 @@
-"""Per-minute latency of HRMStreamer against re-running the day, for the 27M and small presets.
+"""Per-minute latency of HRMStreamer against its roofline floor and against re-running the day.
 
     python scripts/bench_stream.py [--presets 27m small] [--dtypes fp32 bf16] [--batch 64] [--samples 20]
-                                   [--rerun-batch 4] [--catch-up-budget-s 300] [--set KEY=VALUE ...]
-                                   [--threads N] [--device cpu] [--seed N] [--quick] [--out FILE]
+                                   [--max-segments-live 2] [--rerun-batch 4] [--catch-up-budget-s 300]
+                                   [--set KEY=VALUE ...] [--threads N] [--device cpu] [--seed N] [--quick]
+                                   [--out FILE]
 
 ``--set`` overrides a key of every preset's config (config.apply_overrides), e.g. ``--set hrm.l.n_layers=4``.
 
 Inputs: random daily rows (the preset's full window) and 390 random minutes for ``--batch`` symbols. The net
 has the preset's widths and random weights; its FiLM and Q-head weights, zero as initialised, are drawn from
 N(0, ``--q-std``^2) as after training, so FiLM conditions the minutes and the learned halting rule
-(``hrm.eval_halting``) stops symbols after different numbers of segments (with zero Q weights every symbol
-would run max_segments). For batch 1 and batch ``--batch``, two streamers are measured:
+(``hrm.eval_halting``) stops symbols after different numbers of segments. Per preset: ``auto``, the choice
+``stream.dtype: auto`` makes at ``--batch`` (options/stream_dtype.py: its probe, kernel and reason). Per dtype
+(weights and KV cache cast to it; the cached-attention kernel the probe picks in that dtype) and for batch 1
+and ``--batch``, three streamers:
 
-- ``one_segment``: a twin of the net with ``max_segments = 1`` (same weights): one segment per minute, i.e.
-  all its H_cycles x L_cycles L-updates;
-- ``halting``: the net itself, with the number of segments the halting rule chose per symbol.
+- ``one_segment``: a twin of the net with ``max_segments = 1`` (same weights): one segment per minute;
+- ``halting``: the net itself, with the segments the learned rule chose per symbol;
+- ``capped``: the same with ``stream.max_segments_live = --max-segments-live`` (only when some symbol runs
+  more), with ``capped_symbols``: how many the cap stopped (the same count for every minute of the day).
 
 For each: ``start_day`` (the daily H update, halting and cache reset) per call and per symbol; single-minute
-``step`` times over minutes 1..k and 391-k..390 (k = ``--samples``) per update and per symbol-minute; the
-``advance`` that catches up the minutes in between. The late window is skipped, and says so, when the
-catch-up would take longer than ``--catch-up-budget-s`` (estimated as minutes x the early median step).
-``rerun_390``: the same minute-390 update done without a cache, ``act_rollout`` over minutes 1..390 (the whole
-forward, H included) for the first ``min(batch, --rerun-batch)`` symbols, ms per symbol, for the one-segment
-twin (and for the halting net at batch 1, where the rerun runs the same segments as the stream). The stream
-runs on weights cast to the dtype; the bf16 rerun runs the fp32 weights under bf16 autocast, the project's
-bf16 path (``HRMNet.readout`` keeps the heads in fp32, so act_rollout cannot run on bf16 weights).
-The reruns are timed between the late-window steps, so both sides of ``speedup_at_390`` = rerun ms per
-symbol / streamed ms per symbol-minute (median over minutes 391-k..390) see the same machine load.
-Targets (27M preset, batch 64): one segment at most 2 ms per symbol-minute at minute 390, and at least 100x
-faster than the rerun. With ``--batch 64`` the 27M result also holds ``targets.floor`` (:func:`hardware_floor`):
-the time this machine needs for just the matrix products and the KV-cache reads of that update, a lower bound
-for any implementation of the architecture in that dtype.
+``step`` times over minutes 1..k and 391-k..390 (k = ``--samples``) per update and per symbol-minute. Between
+them the cache is filled by ``advance`` over the minutes in between (``catch_up``) or, when that would take
+longer than ``--catch-up-budget-s`` (minutes x the early median step), skipped by setting ``position`` to
+390-k (``catch_up.jumped``): the late steps then read cached rows the early window did not write, which costs
+the same bytes and FLOPs, so the times hold but the probabilities are meaningless. ``time_by_op``: torch
+profiler's self CPU ms per op of one more minute-390 step of the one-segment streamer (where the time goes).
+``rerun_390``: the minute-390 update done without a cache, ``act_rollout`` over minutes 1..390 (H included)
+for the first ``min(batch, --rerun-batch)`` symbols, ms per symbol, for the one-segment twin; fp32 weights,
+under autocast in bf16 (``HRMNet.readout`` keeps the heads in fp32). Reruns are timed between the late
+steps, so both sides of ``speedup_at_390`` = rerun ms per symbol / streamed ms per symbol-minute see the
+same load.
+
+Roofline floor (``floor``, per dtype and batch): one segment's minute-390 update can take no less than the
+*maximum* of its compute time, the FLOPs of options/stream_dtype.minute_cost (L-layer projections and
+attention) at ``rates.gflops``, the best rate this machine reaches on the streaming projection shapes in that
+dtype (each nn.Linear of an L block on ``--batch`` and 4 x ``--batch`` rows, best of ``--rate-repeats``),
+and its memory time, the bytes it must move (the keys and values of 390 minutes, and the L weights once per
+L-update shared by the batch) at ``rates.gb_per_s``, the best DRAM bandwidth measured (bench_common).
+``ratio_to_floor`` = streamed / floor.
+
+Targets (``targets``, per dtype at ``--batch``; the issue's are for the 27M preset at batch 64, flagged by
+``target_config``): the dtype ``auto`` chooses streams within 1.25x its floor; where the machine has native
+bf16, bf16 takes at most 2 ms per symbol-minute; at least 100x faster than the rerun; with learned halting a
+minute costs at most 1.2x one segment. Each records the rates beside it.
 """
 from __future__ import annotations
 
@@ -49,6 +63,7 @@ from bench_common import (
     bench_parser,
     finish_document,
     load_average,
+    memory_bandwidth,
     new_document,
     summarize_ms,
     time_calls,
@@ -59,14 +74,17 @@ from lab_v10.src.config import apply_overrides, load_config
 from lab_v10.src.options.act_halting import act_rollout
 from lab_v10.src.options.hrm_net import HRMNet
 from lab_v10.src.options.hrm_stream import HRMStreamer
+from lab_v10.src.options.stream_dtype import DTYPES, MinuteCost, choose_stream, minute_cost, projection_seconds
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 PRESETS = {"27m": CONFIG_DIR / "default_hrm27m.yaml", "small": CONFIG_DIR / "small.yaml"}
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 MINUTES = 390  # a full regular session
 TARGET_PRESET, TARGET_BATCH = "27m", 64
-TARGET_MS_PER_SYMBOL_MINUTE = 2.0  # one segment, minute 390
+TARGET_FLOOR_RATIO = 1.25  # the chosen dtype, one segment, minute 390, at most this times its floor
+TARGET_MS_NATIVE_BF16 = 2.0  # bf16 per symbol-minute where the machine has native bf16
 TARGET_SPEEDUP_AT_390 = 100.0
+TARGET_HALTING_COST = 1.2  # learned halting vs one segment at minute 390
+TOP_OPS = 8
 
 
 def trained_like_net(cfg, q_std: float, seed: int) -> HRMNet:
@@ -97,10 +115,7 @@ def window(seconds: list[float], batch: int, first_minute: int) -> dict[str, Any
 
 
 def rerun_call(net32: HRMNet, x_daily, x_minute, dtype: torch.dtype) -> Callable[[], Any]:
-    """A call of act_rollout over all 390 minutes: the minute-390 probability without a cache.
-
-    ``net32`` has fp32 weights; a lower ``dtype`` runs under autocast (module docstring).
-    """
+    """A call of act_rollout over all 390 minutes (fp32 weights; a lower ``dtype`` runs under autocast)."""
     device_type = next(net32.parameters()).device.type
 
     def run():
@@ -110,21 +125,24 @@ def rerun_call(net32: HRMNet, x_daily, x_minute, dtype: torch.dtype) -> Callable
     return run
 
 
-def bench_streamer(
-    net: HRMNet, x_daily, x_minute, args, sync, rerun: Callable[[], Any] | None = None
-) -> dict[str, Any]:
-    """start_day and step timings of one HRMStreamer over x_daily (B, T_H, F_d), x_minute (B, 390, F_m).
+def time_by_op(fn: Callable[[], Any]) -> dict[str, dict[str, float]]:
+    """Self CPU ms and calls of the TOP_OPS most expensive ops of one call of ``fn`` (torch profiler)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:TOP_OPS]
+    return {e.key: {"self_ms": round(e.self_cpu_time_total / 1e3, 3), "calls": e.count} for e in ops}
 
-    ``rerun`` (``rerun_call``) is timed ``--rerun-repeats`` times between the late-window steps, so the
-    speed-up compares times taken under the same load (after the early window if the late one is skipped).
-    """
+
+def bench_streamer(
+    streamer: HRMStreamer, x_daily, x_minute, args, sync, rerun: Callable[[], Any] | None = None
+) -> dict[str, Any]:
+    """start_day and step timings of ``streamer`` over x_daily (B, T_H, F_d), x_minute (B, 390, F_m)
+    (module docstring); ``rerun`` is timed ``--rerun-repeats`` times between the late-window steps."""
     batch, k = x_daily.shape[0], args.samples
-    dtype = next(net.parameters()).dtype
-    streamer = HRMStreamer(net, batch, MINUTES, args.device, dtype)
     start_day = time_calls(lambda: streamer.start_day(x_daily), args.h_repeats, sync)
     segments, symbols = np.unique(streamer.steps.cpu().numpy(), return_counts=True)
-    streamer.step(x_minute[:, 0])  # warm-up of the minute path, then a fresh day
-    streamer.start_day(x_daily)
+    streamer.step(x_minute[:, 0])  # warm-up of the minute path; minute 0 is streamed again below
+    streamer.position = 0
 
     minute = count()
     early = time_calls(lambda: streamer.step(x_minute[:, next(minute)]), k, sync)
@@ -133,70 +151,180 @@ def bench_streamer(
             "mean": round(float((segments * symbols).sum() / batch), 3),
             "symbols_by_segments": dict(zip(segments.tolist(), symbols.tolist())),
         },
+        "capped_symbols": int(streamer.capped.sum()),
         "cache_rows": streamer.cache_rows,
         "start_day": {"per_call": summarize_ms(start_day), "per_symbol": summarize_ms(start_day, per=batch)},
         "early": window(early, batch, 1),
     }
-    rollouts: list[Any] = []
-    rerun_seconds: list[float] = []
     catch_up_minutes = MINUTES - 2 * k
     estimate_s = catch_up_minutes * float(np.median(early))
     if estimate_s > args.catch_up_budget_s:
-        result["late"] = {
-            "skipped": f"catching up {catch_up_minutes} minutes would take about {estimate_s:.0f} s "
-            f"(> --catch-up-budget-s {args.catch_up_budget_s:.0f})"
-        }
-        if rerun is not None:
-            rerun_seconds = time_calls(lambda: rollouts.append(rerun()), args.rerun_repeats, sync)
+        streamer.position = MINUTES - k  # timing only: see the module docstring
+        result["catch_up"] = {"minutes": catch_up_minutes, "jumped": (
+            f"advancing would take about {estimate_s:.0f} s (> --catch-up-budget-s {args.catch_up_budget_s:.0f}); "
+            "the late steps read rows the early window did not write: same bytes and FLOPs, meaningless values")}
     else:
         (catch_up,) = time_calls(lambda: streamer.advance(x_minute[:, k : MINUTES - k]), 1, sync)
         result["catch_up"] = {"minutes": catch_up_minutes, "seconds": round(catch_up, 3)}
-        minute = count(MINUTES - k)
-        late: list[float] = []
-        for chunk in np.array_split(np.arange(k), args.rerun_repeats if rerun is not None else 1):
-            late += time_calls(lambda: streamer.step(x_minute[:, next(minute)]), chunk.size, sync)
-            if rerun is not None:
-                rerun_seconds += time_calls(lambda: rollouts.append(rerun()), 1, sync)
-        result["late"] = window(late, batch, MINUTES - k + 1)
+    minute = count(MINUTES - k)
+    late: list[float] = []
+    rollouts: list[Any] = []
+    rerun_seconds: list[float] = []
+    for chunk in np.array_split(np.arange(k), args.rerun_repeats if rerun is not None else 1):
+        late += time_calls(lambda: streamer.step(x_minute[:, next(minute)]), chunk.size, sync)
+        if rerun is not None:
+            rerun_seconds += time_calls(lambda: rollouts.append(rerun()), 1, sync)
+    result["late"] = window(late, batch, MINUTES - k + 1)
     if rerun is not None:
         result["rerun_390"] = rerun_summary(rerun_seconds, rollouts[-1].steps.cpu().numpy())
-        result["speedup_at_390"] = speedup(result)
-    return result  # the streamer and its KV cache are freed on return
+        result["speedup_at_390"] = round(
+            result["rerun_390"]["per_symbol"]["median_ms"] / result["late"]["per_symbol_minute"]["median_ms"], 1)
+    return result  # the caller drops the streamer and its KV cache
 
 
 def rerun_summary(seconds: list[float], steps: np.ndarray) -> dict[str, Any]:
-    """Rerun times per call and per symbol; act_rollout runs every symbol until the last one halts, so it
-    computes ``segments_run`` segments for each of them. ``steps`` (symbols,) are their halting segments."""
+    """Rerun times per call and per symbol; ``steps`` (symbols,) are the segments each ran."""
     return {
         "symbols": int(steps.size),
         "segments_mean": round(float(steps.mean()), 3),
-        "segments_run": int(steps.max()),
         "per_call": summarize_ms(seconds),
         "per_symbol": summarize_ms(seconds, per=int(steps.size)),
     }
 
 
-def speedup(case: dict[str, Any]) -> float | None:
-    """Rerun ms per symbol / streamed ms per symbol-minute at minute 390, or None without a late window."""
-    if "skipped" in case["late"]:
-        return None
-    return round(case["rerun_390"]["per_symbol"]["median_ms"] / case["late"]["per_symbol_minute"]["median_ms"], 1)
+def projection_rates(net: HRMNet, batch: int, dtype: torch.dtype, device, repeats: int) -> dict[str, Any]:
+    """GFLOP/s of each nn.Linear of an L block on ``batch`` and 4 x ``batch`` rows (best of ``repeats``) and
+    ``gflops``, the best of them: the compute rate of the roofline floor."""
+    layer = net.l_module.layers[0]
+    shapes = {f"{m.weight.shape[1]} x {m.weight.shape[0]}": m.weight.numel()
+              for m in layer.modules() if isinstance(m, torch.nn.Linear)}
+    by_rows = {}
+    for rows in (batch, 4 * batch):
+        seconds = projection_seconds(layer, rows, dtype, torch.device(device), repeats)
+        by_rows[str(rows)] = {s: round(2 * rows * n / seconds[s] / 1e9, 2) for s, n in shapes.items()}
+    best = max(rate for rates in by_rows.values() for rate in rates.values())
+    return {"repeats": repeats, "gflops_by_rows_and_shape": by_rows, "gflops": best}
 
 
-def bench_config(preset: str, dtype_name: str, args, sync) -> dict[str, Any]:
-    """Both streamers at batch 1 and ``--batch`` for one preset (``--set`` applied) and dtype."""
-    cfg = apply_overrides(load_config(PRESETS[preset]), args.overrides, source="--set").hrm
+def roofline_floor(cost: MinuteCost, gflops: float, gb_per_s: float) -> dict[str, Any]:
+    """ms per symbol-minute no implementation can beat at these rates: max(FLOPs / gflops, bytes / gb_per_s)."""
+    compute_ms = cost.flops / (gflops * 1e9) * 1e3
+    memory_ms = cost.bytes / (gb_per_s * 1e9) * 1e3
+    return {
+        "keys": cost.keys,
+        "mflop": round(cost.flops / 1e6, 3),
+        "mflop_projections": round(cost.projection_flops / 1e6, 3),
+        "mb": round(cost.bytes / 1e6, 3),
+        "mb_kv_cache": round(cost.kv_bytes / 1e6, 3),
+        "compute_ms": round(compute_ms, 4),
+        "memory_ms": round(memory_ms, 4),
+        "floor_ms": round(max(compute_ms, memory_ms), 4),
+        "bound": "compute" if compute_ms >= memory_ms else "memory",
+        "serial_ms": round(compute_ms + memory_ms, 4),  # the bound of code that never overlaps the two
+        "rates": {"gflops": gflops, "gb_per_s": gb_per_s},
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(a / b, 3)
+
+
+def bench_dtype(net32: HRMNet, dtype_name: str, x_daily, x_minute, args, sync) -> dict[str, Any]:
+    """Rates, floor and the three streamers at batch 1 and ``--batch`` in one dtype (module docstring)."""
     dtype = DTYPES[dtype_name]
-    net32 = trained_like_net(cfg, args.q_std, args.seed).to(args.device)  # fp32 weights, for the rerun
     twin32 = one_segment_twin(net32)
     net, twin = (copy.deepcopy(m).to(dtype) for m in (net32, twin32))  # the streamed weights
+    kernel = choose_stream(net, args.batch, MINUTES, args.device, dtype_name, args.rate_repeats).attention
+    rates = projection_rates(net, args.batch, dtype, args.device, args.rate_repeats)
+    bandwidth = memory_bandwidth(args.device, args.rate_repeats, sync)
+    result: dict[str, Any] = {
+        "precision": {
+            "stream": f"{dtype_name} weights and KV cache, attention kernel {kernel}",
+            "rerun": "fp32 weights" + ("" if dtype == torch.float32 else f", {dtype_name} autocast"),
+        },
+        "rates": {"projections": rates, "memory": bandwidth},
+    }
+    element = torch.finfo(dtype).bits // 8
+    for batch in sorted({1, args.batch}):
+        xd, xm = x_daily[:batch], x_minute[:batch]
+        started = time.perf_counter()
+
+        def streamer(model: HRMNet, cap: int | None = None) -> HRMStreamer:
+            return HRMStreamer(model, batch, MINUTES, args.device, dtype, max_segments_live=cap, attention=kernel)
+
+        rerun_symbols = min(batch, args.rerun_batch)
+        one_stream = streamer(twin)
+        one = bench_streamer(one_stream, xd, xm, args, sync, rerun_call(twin32, xd[:rerun_symbols], xm[:rerun_symbols], dtype))
+        one_stream.position = MINUTES - 1
+        one["time_by_op"] = time_by_op(lambda: one_stream.step(xm[:, MINUTES - 1]))
+        del one_stream
+        halting = bench_streamer(streamer(net), xd, xm, args, sync)
+        entry = {"one_segment": one, "halting": halting}
+        if max(halting["segments"]["symbols_by_segments"]) > args.max_segments_live:
+            entry["capped"] = bench_streamer(streamer(net, args.max_segments_live), xd, xm, args, sync)
+            entry["capped"]["max_segments_live"] = args.max_segments_live
+        one_ms = one["late"]["per_symbol_minute"]["median_ms"]
+        for name in ("halting", "capped"):
+            if name in entry:
+                entry[name]["cost_vs_one_segment_at_390"] = ratio(entry[name]["late"]["per_symbol_minute"]["median_ms"], one_ms)
+        floor = roofline_floor(minute_cost(net.cfg, batch, MINUTES, element), rates["gflops"], bandwidth["gb_per_s"])
+        entry["floor"] = floor
+        entry["ratio_to_floor"] = ratio(one_ms, floor["floor_ms"])
+        entry["seconds"] = round(time.perf_counter() - started, 1)
+        entry["load_average_after"] = load_average()
+        result[f"batch_{batch}"] = entry
+        gc.collect()
+    return result
+
+
+def targets(preset: str, dtype_name: str, res: dict[str, Any], args, auto: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets for one dtype's result at ``--batch`` (module docstring); ``met`` None = not
+    applicable or not measured."""
+    entry = res[f"batch_{args.batch}"]
+    one, floor = entry["one_segment"], entry["floor"]
+    ms = one["late"]["per_symbol_minute"]["median_ms"]
+    rates = floor["rates"]
+    out: dict[str, Any] = {
+        "target_config": preset == TARGET_PRESET and args.batch == TARGET_BATCH,
+        "batch": args.batch,
+        "dtype": dtype_name,
+        "chosen_by_auto": auto["dtype"] == dtype_name,
+        "ms_per_symbol_minute_at_390": ms,
+        "rates": rates,
+        "within_floor": {"value": entry["ratio_to_floor"], "floor_ms": floor["floor_ms"],
+                         "target_max": TARGET_FLOOR_RATIO, "met": entry["ratio_to_floor"] <= TARGET_FLOOR_RATIO,
+                         "applies": auto["dtype"] == dtype_name},
+        "speedup_vs_rerun_at_390": {"value": one["speedup_at_390"], "target_min": TARGET_SPEEDUP_AT_390,
+                                    "met": one["speedup_at_390"] >= TARGET_SPEEDUP_AT_390},
+    }
+    halting = entry["halting"]["cost_vs_one_segment_at_390"]
+    capped = entry.get("capped", {}).get("cost_vs_one_segment_at_390")
+    out["halting_cost_vs_one_segment"] = {
+        "value": halting, "segments_mean": entry["halting"]["segments"]["mean"], "target_max": TARGET_HALTING_COST,
+        "met": halting <= TARGET_HALTING_COST, "with_cap": capped, "cap": args.max_segments_live,
+        "capped_symbols": entry.get("capped", {}).get("capped_symbols", 0),
+        "met_with_cap": None if capped is None else capped <= TARGET_HALTING_COST,
+    }
+    if dtype_name == "bf16":
+        native = auto["native_bf16"]
+        out["native_bf16_ms"] = {"value": ms, "target_max": TARGET_MS_NATIVE_BF16, "applies": native,
+                                 "met": ms <= TARGET_MS_NATIVE_BF16 if native else None,
+                                 "evidence": auto["native_evidence"]}
+    return out
+
+
+def bench_preset(preset: str, args, sync) -> dict[str, Any]:
+    """The auto choice and every ``--dtypes`` result for one preset (``--set`` applied)."""
+    cfg = apply_overrides(load_config(PRESETS[preset]), args.overrides, source="--set").hrm
+    net32 = trained_like_net(cfg, args.q_std, args.seed).to(args.device)  # fp32 weights, for the rerun
     g = torch.Generator().manual_seed(args.seed)
     x_daily = torch.randn(args.batch, cfg.daily_window, cfg.daily_features, generator=g)  # (B, T_H, F_d)
     x_minute = torch.randn(args.batch, MINUTES, cfg.minute_features, generator=g)  # (B, 390, F_m)
     x_daily, x_minute = x_daily.to(args.device), x_minute.to(args.device)  # fp32; the streamer casts
+    auto = choose_stream(net32, args.batch, MINUTES, args.device, "auto", args.rate_repeats).as_dict()
     result: dict[str, Any] = {
         "model": {
-            "parameters": net.param_counts()["total"],
+            "parameters": net32.param_counts()["total"],
             "h": dataclasses.asdict(cfg.h),
             "l": dataclasses.asdict(cfg.l),
             "daily_window": cfg.daily_window,
@@ -205,106 +333,14 @@ def bench_config(preset: str, dtype_name: str, args, sync) -> dict[str, Any]:
             "max_segments": cfg.max_segments,
             "eval_halting": cfg.eval_halting,
         },
-        "precision": {
-            "stream": f"{dtype_name} weights and KV cache",
-            "rerun": "fp32 weights" + ("" if dtype == torch.float32 else f", {dtype_name} autocast"),
-        },
+        "auto": auto,
     }
-    for batch in sorted({1, args.batch}):
-        xd, xm = x_daily[:batch], x_minute[:batch]
-        rerun_symbols = min(batch, args.rerun_batch)
-        started = time.perf_counter()
-        one_rerun = rerun_call(twin32, xd[:rerun_symbols], xm[:rerun_symbols], dtype)
-        one = bench_streamer(twin, xd, xm, args, sync, one_rerun)
-        halting_rerun = rerun_call(net32, xd, xm, dtype) if batch == 1 else None  # the same segments as the stream
-        halting = bench_streamer(net, xd, xm, args, sync, halting_rerun)
-        if "skipped" not in halting["late"] and "skipped" not in one["late"]:
-            halting["cost_vs_one_segment_at_390"] = round(
-                halting["late"]["per_symbol_minute"]["median_ms"] / one["late"]["per_symbol_minute"]["median_ms"], 2
-            )
-        result[f"batch_{batch}"] = {
-            "one_segment": one,
-            "halting": halting,
-            "seconds": round(time.perf_counter() - started, 1),
-            "load_average_after": load_average(),
-        }
-    if preset == TARGET_PRESET:
-        result["targets"] = targets(result.get(f"batch_{TARGET_BATCH}"))
-        if args.batch == TARGET_BATCH:
-            result["targets"]["floor"] = hardware_floor(twin, args, sync)
+    for dtype_name in args.dtypes:
+        res = bench_dtype(net32, dtype_name, x_daily, x_minute, args, sync)
+        res["targets"] = targets(preset, dtype_name, res, args, auto)
+        result[dtype_name] = res
+        gc.collect()
     return result
-
-
-def hardware_floor(net: HRMNet, args, sync) -> dict[str, Any]:
-    """Lower bound of one segment's ms per symbol-minute at minute 390 on this machine, batch ``args.batch``.
-
-    Two parts, measured here with the net's own weights and dtype, each the median of ``--samples`` calls:
-
-    - ``projections``: every nn.Linear of one L-layer applied to a (batch, in) input, times the layers and the
-      H_cycles x L_cycles L-updates of a segment: the matrix products a minute update cannot skip, at the
-      batch's shape, with nothing else (no attention, norms, FiLM or Python between them);
-    - ``kv_read``: one read (a sum) of the keys and values cached for 390 minutes of one (L-update, layer),
-      times the updates and layers: the memory traffic of attending at minute 390.
-
-    Their sum ignores softmax, norms and every overhead, so no implementation of this architecture in this
-    dtype beats it here; if it exceeds the target, the target needs other hardware or a changed model.
-    """
-    cfg, batch = net.cfg, args.batch
-    param = next(net.parameters())
-    layer = net.l_module.layers[0]
-    weights = [m.weight for m in layer.modules() if isinstance(m, torch.nn.Linear)]
-    inputs = [torch.randn(batch, w.shape[1], device=param.device, dtype=param.dtype) for w in weights]
-    per_layer_flops = sum(2 * batch * w.numel() for w in weights)
-    updates = cfg.H_cycles * cfg.L_cycles
-    repeats = updates * cfg.l.n_layers
-
-    def projections() -> None:
-        with torch.inference_mode():
-            for x, w in zip(inputs, weights):
-                torch.nn.functional.linear(x, w)
-
-    attn = layer.attn
-    kv = torch.randn(2, batch, attn.n_heads, MINUTES, attn.head_dim, device=param.device, dtype=param.dtype)
-    proj_s = float(np.median(time_calls(projections, args.samples, sync)))
-    read_s = float(np.median(time_calls(lambda: kv.sum(), args.samples, sync)))
-    proj_ms = 1e3 * proj_s * repeats / batch
-    read_ms = 1e3 * read_s * repeats / batch
-    return {
-        "dtype": str(param.dtype).removeprefix("torch."),
-        "projections": {
-            "ms_per_symbol_minute": round(proj_ms, 3),
-            "mflop_per_symbol_minute": round(per_layer_flops * repeats / batch / 1e6, 3),
-            "gflops_achieved": round(per_layer_flops / proj_s / 1e9, 1),
-        },
-        "kv_read": {
-            "ms_per_symbol_minute": round(read_ms, 3),
-            "mb_per_symbol_minute": round(kv.numel() * kv.element_size() * repeats / batch / 1e6, 1),
-            "gb_per_s": round(kv.numel() * kv.element_size() / read_s / 1e9, 1),
-        },
-        "floor_ms_per_symbol_minute": round(proj_ms + read_ms, 3),
-        "target_max": TARGET_MS_PER_SYMBOL_MINUTE,
-    }
-
-
-def targets(batch_result: dict[str, Any] | None) -> dict[str, Any]:
-    """The 27M targets at batch 64, one segment, minute 390; ``met`` is None when not measured."""
-    one = None if batch_result is None else batch_result["one_segment"]
-    measured = one is not None and "skipped" not in one["late"]
-    ms = one["late"]["per_symbol_minute"]["median_ms"] if measured else None
-    ratio = one["speedup_at_390"] if measured else None
-    return {
-        "batch": TARGET_BATCH,
-        "ms_per_symbol_minute_one_segment_at_390": {
-            "value": ms,
-            "target_max": TARGET_MS_PER_SYMBOL_MINUTE,
-            "met": None if ms is None else ms <= TARGET_MS_PER_SYMBOL_MINUTE,
-        },
-        "speedup_vs_rerun_at_390": {
-            "value": ratio,
-            "target_min": TARGET_SPEEDUP_AT_390,
-            "met": None if ratio is None else ratio >= TARGET_SPEEDUP_AT_390,
-        },
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,8 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=TARGET_BATCH, help="symbols streamed together")
     parser.add_argument("--samples", type=int, help="timed minute updates per window (default 20, quick 5)")
     parser.add_argument("--h-repeats", type=int, help="timed start_day calls (default 3, quick 1)")
+    parser.add_argument("--max-segments-live", type=int, default=2, help="the segment cap of the capped streamer")
     parser.add_argument("--rerun-batch", type=int, default=4, help="symbols in the timed full-day rerun")
     parser.add_argument("--rerun-repeats", type=int, help="timed full-day reruns (default 3, quick 1)")
+    parser.add_argument("--rate-repeats", type=int, default=5, help="repeats of the rate and probe measures")
     parser.add_argument("--catch-up-budget-s", type=float, default=300.0)
     parser.add_argument("--q-std", type=float, default=0.05, help="std of the FiLM and Q-head weights")
     add_torch_flags(parser)
@@ -328,9 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     document = new_document("bench_stream", args, results={})
     started = time.perf_counter()
     for preset in args.presets:
-        for dtype_name in args.dtypes:
-            document["results"][f"{preset}/{dtype_name}"] = bench_config(preset, dtype_name, args, sync)
-            gc.collect()
+        document["results"][preset] = bench_preset(preset, args, sync)
+        gc.collect()
     return finish_document(document, started, args.out)
 
 

@@ -1,15 +1,20 @@
-"""HRMStreamer: minute-by-minute probabilities equal the full ACT forward, halting known at the open."""
+"""HRMStreamer: minute-by-minute probabilities equal the full ACT forward, halting known at the open; the
+segment cap equals the full forward with the same cap; bf16 is as accurate as the bf16 forward and never
+converts the cache; stream.dtype auto follows the probe."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from lab_v10.src.config import HRMConfig, ModuleConfig
+from lab_v10.src.config import HRMConfig, ModuleConfig, StreamConfig
+from lab_v10.src.options import stream_dtype
 from lab_v10.src.options.act_halting import act_rollout
 from lab_v10.src.options.hrm_net import HRMNet
-from lab_v10.src.options.hrm_stream import HRMStreamer
+from lab_v10.src.options.hrm_stream import ATTENTION_KERNELS, HRMStreamer
 
 CFG = HRMConfig(
     h=ModuleConfig(n_layers=2, d_model=32, n_heads=4, ffn_dim=48),
@@ -65,10 +70,11 @@ def stream_minutes(streamer: HRMStreamer, x_minute: torch.Tensor) -> torch.Tenso
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kernel", ATTENTION_KERNELS)
 @pytest.mark.parametrize("trained", [False, True], ids=["as-initialised", "film-and-q-nonzero"])
-def test_streamed_minutes_equal_the_full_forward_over_several_days(trained, device):
+def test_streamed_minutes_equal_the_full_forward_over_several_days(trained, kernel, device):
     net = build(trained=trained, device=device)
-    streamer = HRMStreamer(net, BATCH, CFG.minutes_per_day, device, torch.float32)
+    streamer = HRMStreamer(net, BATCH, CFG.minutes_per_day, device, torch.float32, attention=kernel)
     seen_steps = set()
     for day in range(3):
         x_daily, x_minute = day_inputs(seed=10 + day, t_h=12 - day, device=device)  # windows may be short
@@ -125,11 +131,12 @@ def test_minutes_never_change_the_halting_decision():
     assert torch.equal(HRMStreamer(net, BATCH, CFG.minutes_per_day, "cpu").start_day(x_daily), steps)
 
 
-def test_advance_in_chunks_equals_the_full_forward():
+@pytest.mark.parametrize("kernel", ATTENTION_KERNELS)
+def test_advance_in_chunks_equals_the_full_forward(kernel):
     net = build(seed=2)
     x_daily, x_minute = day_inputs(seed=3)
     expected, _ = full_forward(net, x_daily, x_minute)
-    streamer = HRMStreamer(net, BATCH, CFG.minutes_per_day, "cpu")
+    streamer = HRMStreamer(net, BATCH, CFG.minutes_per_day, "cpu", attention=kernel)
     streamer.start_day(x_daily)
     chunks = [
         streamer.advance(x_minute[:, :7]),
@@ -168,15 +175,105 @@ def test_a_short_day_streams_a_prefix_of_the_full_forward():
         streamer.step(x_minute[:, 9])
 
 
-def test_bf16_stream_tracks_the_fp32_forward_within_bf16_rounding():
-    cfg = dataclasses.replace(CFG, max_segments=2, eval_halting="max")
-    net = build(seed=1, cfg=cfg)
-    x_daily, x_minute = day_inputs(seed=6)
-    expected, _ = full_forward(net, x_daily, x_minute)
+@pytest.mark.parametrize("halting", ["learned", "max"])
+@pytest.mark.parametrize("seed", range(3))
+def test_bf16_stream_is_as_accurate_as_the_bf16_forward(seed, halting):
+    """Stated tolerance: against the fp32 forward, the bf16 stream (bf16 weights, cache and activations) has a
+    mean probability error at most 1.5x that of the project's bf16 forward (fp32 weights under bf16 autocast,
+    which keeps the residual stream in fp32) plus 0.001, at most 0.02, and the same halting steps."""
+    cfg = dataclasses.replace(CFG, eval_halting=halting)
+    net = build(seed=seed, cfg=cfg)
+    x_daily, x_minute = day_inputs(seed=seed + 100)
+    expected, steps = full_forward(net, x_daily, x_minute)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast_error = (torch.sigmoid(act_rollout(net, x_daily, x_minute).output.logits_b) - expected).abs()
     streamer = HRMStreamer(net.to(torch.bfloat16), BATCH, CFG.minutes_per_day, "cpu", torch.bfloat16)
-    streamer.start_day(x_daily)
+    assert torch.equal(streamer.start_day(x_daily), steps)
     error = (stream_minutes(streamer, x_minute) - expected).abs()
-    assert error.max().item() <= 0.1 and error.mean().item() <= 0.02
+    assert error.mean().item() <= min(1.5 * autocast_error.mean().item() + 1e-3, 0.02)
+    assert error.max().item() <= 0.3  # single minutes of a deep random net amplify bf16 rounding; see the mean
+
+
+class _Conversions(TorchDispatchMode):
+    """Records, for every op with a floating input of another dtype than its floating output, that input's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[tuple[str, int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor) and out.is_floating_point():
+            for a in args:
+                if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dtype != out.dtype:
+                    self.sizes.append((str(func), a.numel()))
+        return out
+
+
+@pytest.mark.parametrize("kernel", ATTENTION_KERNELS)
+def test_a_bf16_step_never_converts_the_cache(kernel):
+    """Only the new position's activations change dtype (RoPE and RMSNorm in fp32; the matmul kernel's scores
+    for its fp32 softmax): every conversion is far smaller than the keys cached for one (update, layer)."""
+    net = build(seed=1).to(torch.bfloat16)
+    x_daily, x_minute = day_inputs(seed=1)
+    streamer = HRMStreamer(net, BATCH, CFG.minutes_per_day, "cpu", torch.bfloat16, attention=kernel)
+    streamer.start_day(x_daily)
+    streamer.advance(x_minute[:, :-1])
+    with _Conversions() as seen:
+        streamer.step(x_minute[:, -1])
+    attn = net.l_module.layers[0].attn
+    rows, t = streamer.cache_rows, CFG.minutes_per_day
+    largest = max(size for _, size in seen.sizes)
+    assert largest <= max(3 * rows * CFG.l.d_model, rows * attn.n_heads * t), seen.sizes
+    assert largest * attn.head_dim // 2 <= streamer.caches[0][0].k[:, :, :t].numel()
+    assert all(c.k.dtype == c.v.dtype == torch.bfloat16 for u in streamer.caches for c in u)
+
+
+def test_the_segment_cap_equals_the_full_forward_with_the_same_cap(caplog):
+    net = build(seed=1)
+    x_daily, x_minute = day_inputs(seed=1)
+    _, free_steps = full_forward(net, x_daily, x_minute)
+    assert int(free_steps.max()) > 2, free_steps  # some symbols would run past the cap
+    capped_net = build(seed=1, cfg=dataclasses.replace(CFG, max_segments=2))
+    expected, expected_steps = full_forward(capped_net, x_daily, x_minute)
+    streamer = HRMStreamer(net, BATCH, CFG.minutes_per_day, "cpu", max_segments_live=2)
+    with caplog.at_level(logging.INFO, logger="hrm.stream"):
+        steps = streamer.start_day(x_daily)
+    assert torch.equal(steps, expected_steps) and torch.equal(steps, free_steps.clamp(max=2))
+    assert torch.equal(streamer.capped, free_steps > 2)
+    assert f"{int((free_steps > 2).sum())} of {BATCH} symbols stopped at the cap of 2" in caplog.text
+    assert (stream_minutes(streamer, x_minute) - expected).abs().max().item() <= 1e-5
+    no_cap = HRMStreamer(net, BATCH, CFG.minutes_per_day, "cpu", max_segments_live=CFG.max_segments)
+    assert torch.equal(no_cap.start_day(x_daily), free_steps) and not no_cap.capped.any()
+
+
+@pytest.mark.parametrize(("fp32_ms", "bf16_ms", "chosen"), [(10.0, 9.5, "fp32"), (10.0, 9.0, "bf16"), (5.0, 20.0, "fp32")])
+def test_auto_takes_bf16_only_when_the_probe_measures_it_faster(monkeypatch, caplog, fp32_ms, bf16_ms, chosen):
+    def probe(net, batch, max_minutes, device, dtypes, repeats=3):
+        minute = {"fp32": fp32_ms, "bf16": bf16_ms}
+        return {d: {"attention": "matmul", "attention_ms": {"sdpa": 2.0, "matmul": 1.0}, "minute_ms": minute[d]}
+                for d in dtypes}
+
+    monkeypatch.setattr(stream_dtype, "probe_stream", probe)
+    net = build(seed=1)
+    with caplog.at_level(logging.INFO, logger="hrm.stream"):
+        streamer, choice = stream_dtype.build_streamer(net, BATCH, 20, "cpu", StreamConfig(max_segments_live=2))
+    assert choice.dtype_name == chosen and streamer.dtype == stream_dtype.DTYPES[chosen]
+    assert streamer.attention == "matmul" and streamer.segment_limit == 2
+    assert f"stream.dtype auto: {chosen}" in caplog.text and f"{bf16_ms:.2f} ms in bf16" in caplog.text
+    assert next(net.parameters()).dtype == torch.float32  # the caller's net is not cast
+
+
+def test_the_probe_measures_both_dtypes_and_fixed_dtypes_skip_the_comparison():
+    net = build(seed=1)
+    probe = stream_dtype.probe_stream(net, BATCH, 20, "cpu", ["fp32", "bf16"], repeats=1)
+    assert set(probe) == {"fp32", "bf16"}
+    for row in probe.values():
+        assert row["attention"] in ATTENTION_KERNELS and row["minute_ms"] > 0
+    choice = stream_dtype.choose_stream(net, BATCH, 20, "cpu", "bf16", repeats=1)
+    assert choice.dtype == torch.bfloat16 and set(choice.probe) == {"bf16"} and "set in the config" in choice.reason
+    with pytest.raises(ValueError, match="^stream.dtype: expected one of auto, fp32, bf16"):
+        stream_dtype.choose_stream(net, BATCH, 20, "cpu", "fp16")
 
 
 def test_misuse_is_rejected_with_the_expected_shape_or_order():
@@ -186,6 +283,10 @@ def test_misuse_is_rejected_with_the_expected_shape_or_order():
         HRMStreamer(net, BATCH, 21, "cpu")
     with pytest.raises(ValueError, match=r"net: parameters are torch.float32 on cpu, expected torch.bfloat16"):
         HRMStreamer(net, BATCH, 20, "cpu", torch.bfloat16)
+    with pytest.raises(ValueError, match=r"max_segments_live: expected an int >= 1"):
+        HRMStreamer(net, BATCH, 20, "cpu", max_segments_live=0)
+    with pytest.raises(ValueError, match=r"attention: expected one of sdpa, matmul"):
+        HRMStreamer(net, BATCH, 20, "cpu", attention="flash")
     streamer = HRMStreamer(net, BATCH, 20, "cpu")
     with pytest.raises(RuntimeError, match="call start_day"):
         streamer.step(x_minute[:, 0])

@@ -65,25 +65,15 @@ def previous_fold_dir(run_dir: Path | None, fold: Fold) -> Path | None:
     return previous
 
 
-class HRMModel:
-    """The HRM adapter as a Forecaster; ``run_dir`` holds the trainer's checkpoints and logs."""
+class _HRMForecasts:
+    """What the single-asset and the pooled HRM share: the config, the run folder (``run_dir``: the trainer's
+    checkpoints and logs), the warm-start choice and reading both books' forecasts from the fitted adapter."""
 
-    name = "hrm"
+    name: str
     books = ("A", "B")
 
     def __init__(self, config: LabConfig, run_dir: Path | None = None) -> None:
         self.config, self.run_dir = config, run_dir
-
-    def fit(self, data: Dataset, fold: Fold) -> HRMModel:
-        train, val, _ = split_dates(data, fold)
-        init_from = self._fit_log(fold)
-        self.adapter_ = HRMAdapter(self.config, out_dir=self.run_dir)
-        with torch_threads(self.config.train.threads):
-            self.adapter_.fit(data.X_daily, data.X_intraday, data.yA, data.yB, train, val, init_from=init_from)
-        return self
-
-    def predict(self, data: Dataset, dates: pd.DatetimeIndex) -> Forecasts:
-        return self._forecasts(data, dates, None)
 
     def _fit_log(self, fold: Fold) -> Path | None:
         """The warm-start folder of ``fold`` (None: from scratch), logged."""
@@ -114,9 +104,27 @@ class HRMModel:
         return out
 
 
-class PooledHRMModel(HRMModel):
+class HRMModel(_HRMForecasts):
+    """The HRM adapter as a Forecaster of one asset."""
+
+    name = "hrm"
+
+    def fit(self, data: Dataset, fold: Fold) -> HRMModel:
+        train, val, _ = split_dates(data, fold)
+        init_from = self._fit_log(fold)
+        self.adapter_ = HRMAdapter(self.config, out_dir=self.run_dir)
+        with torch_threads(self.config.train.threads):
+            self.adapter_.fit(data.X_daily, data.X_intraday, data.yA, data.yB, train, val, init_from=init_from)
+        return self
+
+    def predict(self, data: Dataset, dates: pd.DatetimeIndex) -> Forecasts:
+        return self._forecasts(data, dates, None)
+
+
+class PooledHRMModel(_HRMForecasts):
     """One HRM ensemble fitted on every symbol of a universe panel fold (``hrm_pooled``): per-symbol
-    preprocessing, one network (:meth:`HRMAdapter.fit_pooled`); warm starts as :class:`HRMModel`'s."""
+    preprocessing, one network (:meth:`HRMAdapter.fit_pooled`); a PooledForecaster. Warm starts as
+    :class:`HRMModel`'s."""
 
     name = "hrm_pooled"
 
