@@ -12,7 +12,7 @@ has the preset's widths and random weights; its FiLM and Q-head weights, zero as
 N(0, ``--q-std``^2) as after training, so FiLM conditions the minutes and the learned halting rule
 (``hrm.eval_halting``) stops symbols after different numbers of segments. Per preset: ``auto``, the choice
 ``stream.dtype: auto`` makes at ``--batch`` (options/stream_dtype.py: its probe, kernel and reason). Per dtype
-(weights and KV cache cast to it; the cached-attention kernel the probe picks in that dtype) and for batch 1
+(weights and KV cache cast to it; the cached-attention kernel ``auto``'s probe picks in it) and for batch 1
 and ``--batch``, three streamers:
 
 - ``one_segment``: a twin of the net with ``max_segments = 1`` (same weights): one segment per minute;
@@ -21,7 +21,9 @@ and ``--batch``, three streamers:
   more), with ``capped_symbols``: how many the cap stopped (the same count for every minute of the day).
 
 For each: ``start_day`` (the daily H update, halting and cache reset) per call and per symbol; single-minute
-``step`` times over minutes 1..k and 391-k..390 (k = ``--samples``) per update and per symbol-minute. Between
+``step`` times over minutes 1..k and 391-k..390 (k = ``--samples``) per update and per symbol-minute; the
+late windows interleave the streamers minute by minute, so ``cost_vs_one_segment_at_390`` compares steps taken
+under the same load (the three caches are held at once: ``cache_gb``). Between
 them the cache is filled by ``advance`` over the minutes in between (``catch_up``) or, when that would take
 longer than ``--catch-up-budget-s`` (minutes x the early median step), skipped by setting ``position`` to
 390-k (``catch_up.jumped``): the late steps then read cached rows the early window did not write, which costs
@@ -133,53 +135,62 @@ def time_by_op(fn: Callable[[], Any]) -> dict[str, dict[str, float]]:
     return {e.key: {"self_ms": round(e.self_cpu_time_total / 1e3, 3), "calls": e.count} for e in ops}
 
 
-def bench_streamer(
-    streamer: HRMStreamer, x_daily, x_minute, args, sync, rerun: Callable[[], Any] | None = None
-) -> dict[str, Any]:
-    """start_day and step timings of ``streamer`` over x_daily (B, T_H, F_d), x_minute (B, 390, F_m)
-    (module docstring); ``rerun`` is timed ``--rerun-repeats`` times between the late-window steps."""
+def bench_streamers(
+    streams: dict[str, HRMStreamer], x_daily, x_minute, args, sync, rerun: Callable[[], Any]
+) -> dict[str, dict[str, Any]]:
+    """start_day and step timings of each streamer over x_daily (B, T_H, F_d), x_minute (B, 390, F_m) (module
+    docstring). The late windows interleave the streamers minute by minute, so the ratios between them see
+    the same load; ``rerun`` is timed ``--rerun-repeats`` times between late minutes, for the first streamer."""
     batch, k = x_daily.shape[0], args.samples
-    start_day = time_calls(lambda: streamer.start_day(x_daily), args.h_repeats, sync)
-    segments, symbols = np.unique(streamer.steps.cpu().numpy(), return_counts=True)
-    streamer.step(x_minute[:, 0])  # warm-up of the minute path; minute 0 is streamed again below
-    streamer.position = 0
-
-    minute = count()
-    early = time_calls(lambda: streamer.step(x_minute[:, next(minute)]), k, sync)
-    result: dict[str, Any] = {
-        "segments": {
-            "mean": round(float((segments * symbols).sum() / batch), 3),
-            "symbols_by_segments": dict(zip(segments.tolist(), symbols.tolist())),
-        },
-        "capped_symbols": int(streamer.capped.sum()),
-        "cache_rows": streamer.cache_rows,
-        "start_day": {"per_call": summarize_ms(start_day), "per_symbol": summarize_ms(start_day, per=batch)},
-        "early": window(early, batch, 1),
-    }
-    catch_up_minutes = MINUTES - 2 * k
-    estimate_s = catch_up_minutes * float(np.median(early))
-    if estimate_s > args.catch_up_budget_s:
-        streamer.position = MINUTES - k  # timing only: see the module docstring
-        result["catch_up"] = {"minutes": catch_up_minutes, "jumped": (
-            f"advancing would take about {estimate_s:.0f} s (> --catch-up-budget-s {args.catch_up_budget_s:.0f}); "
-            "the late steps read rows the early window did not write: same bytes and FLOPs, meaningless values")}
-    else:
-        (catch_up,) = time_calls(lambda: streamer.advance(x_minute[:, k : MINUTES - k]), 1, sync)
-        result["catch_up"] = {"minutes": catch_up_minutes, "seconds": round(catch_up, 3)}
-    minute = count(MINUTES - k)
-    late: list[float] = []
+    results: dict[str, dict[str, Any]] = {}
+    for name, streamer in streams.items():
+        start_day = time_calls(lambda: streamer.start_day(x_daily), args.h_repeats, sync)
+        segments, symbols = np.unique(streamer.steps.cpu().numpy(), return_counts=True)
+        streamer.step(x_minute[:, 0])  # warm-up of the minute path; minute 0 is streamed again below
+        streamer.position = 0
+        minute = count()
+        early = time_calls(lambda: streamer.step(x_minute[:, next(minute)]), k, sync)
+        results[name] = {
+            "segments": {
+                "mean": round(float((segments * symbols).sum() / batch), 3),
+                "symbols_by_segments": dict(zip(segments.tolist(), symbols.tolist())),
+            },
+            "capped_symbols": int(streamer.capped.sum()),
+            "cache_rows": streamer.cache_rows,
+            "start_day": {"per_call": summarize_ms(start_day), "per_symbol": summarize_ms(start_day, per=batch)},
+            "early": window(early, batch, 1),
+            "catch_up": catch_up(streamer, x_minute, float(np.median(early)), args, sync),
+        }
+    late: dict[str, list[float]] = {name: [] for name in streams}
     rollouts: list[Any] = []
     rerun_seconds: list[float] = []
-    for chunk in np.array_split(np.arange(k), args.rerun_repeats if rerun is not None else 1):
-        late += time_calls(lambda: streamer.step(x_minute[:, next(minute)]), chunk.size, sync)
-        if rerun is not None:
-            rerun_seconds += time_calls(lambda: rollouts.append(rerun()), 1, sync)
-    result["late"] = window(late, batch, MINUTES - k + 1)
-    if rerun is not None:
-        result["rerun_390"] = rerun_summary(rerun_seconds, rollouts[-1].steps.cpu().numpy())
-        result["speedup_at_390"] = round(
-            result["rerun_390"]["per_symbol"]["median_ms"] / result["late"]["per_symbol_minute"]["median_ms"], 1)
-    return result  # the caller drops the streamer and its KV cache
+    for chunk in np.array_split(np.arange(MINUTES - k, MINUTES), args.rerun_repeats):
+        for m in chunk:
+            for name, streamer in streams.items():
+                late[name] += time_calls(lambda: streamer.step(x_minute[:, m]), 1, sync)
+        rerun_seconds += time_calls(lambda: rollouts.append(rerun()), 1, sync)
+    for name in streams:
+        results[name]["late"] = window(late[name], batch, MINUTES - k + 1)
+    first = results[next(iter(streams))]
+    first["rerun_390"] = rerun_summary(rerun_seconds, rollouts[-1].steps.cpu().numpy())
+    first["speedup_at_390"] = round(
+        first["rerun_390"]["per_symbol"]["median_ms"] / first["late"]["per_symbol_minute"]["median_ms"], 1)
+    return results
+
+
+def catch_up(streamer: HRMStreamer, x_minute, step_s: float, args, sync) -> dict[str, Any]:
+    """Bring ``streamer`` from minute ``--samples`` to 390 - ``--samples``: ``advance`` (timed), or a jump of
+    ``position`` when that would exceed ``--catch-up-budget-s`` (module docstring)."""
+    k = args.samples
+    minutes = MINUTES - 2 * k
+    estimate_s = minutes * step_s
+    if estimate_s > args.catch_up_budget_s:
+        streamer.position = MINUTES - k  # timing only: see the module docstring
+        return {"minutes": minutes, "jumped": (
+            f"advancing would take about {estimate_s:.0f} s (> --catch-up-budget-s {args.catch_up_budget_s:.0f}); "
+            "the late steps read rows the early window did not write: same bytes and FLOPs, meaningless values")}
+    (seconds,) = time_calls(lambda: streamer.advance(x_minute[:, k : MINUTES - k]), 1, sync)
+    return {"minutes": minutes, "seconds": round(seconds, 3)}
 
 
 def rerun_summary(seconds: list[float], steps: np.ndarray) -> dict[str, Any]:
@@ -229,12 +240,13 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(a / b, 3)
 
 
-def bench_dtype(net32: HRMNet, dtype_name: str, x_daily, x_minute, args, sync) -> dict[str, Any]:
-    """Rates, floor and the three streamers at batch 1 and ``--batch`` in one dtype (module docstring)."""
+def bench_dtype(net32: HRMNet, dtype_name: str, x_daily, x_minute, args, sync, auto: dict[str, Any]) -> dict[str, Any]:
+    """Rates, floor and the three streamers at batch 1 and ``--batch`` in one dtype, with the attention kernel
+    ``auto``'s probe picked in it (module docstring)."""
     dtype = DTYPES[dtype_name]
     twin32 = one_segment_twin(net32)
     net, twin = (copy.deepcopy(m).to(dtype) for m in (net32, twin32))  # the streamed weights
-    kernel = choose_stream(net, args.batch, MINUTES, args.device, dtype_name, args.rate_repeats).attention
+    kernel = auto["probe"][dtype_name]["attention"]
     rates = projection_rates(net, args.batch, dtype, args.device, args.rate_repeats)
     bandwidth = memory_bandwidth(args.device, args.rate_repeats, sync)
     result: dict[str, Any] = {
@@ -253,15 +265,20 @@ def bench_dtype(net32: HRMNet, dtype_name: str, x_daily, x_minute, args, sync) -
             return HRMStreamer(model, batch, MINUTES, args.device, dtype, max_segments_live=cap, attention=kernel)
 
         rerun_symbols = min(batch, args.rerun_batch)
-        one_stream = streamer(twin)
-        one = bench_streamer(one_stream, xd, xm, args, sync, rerun_call(twin32, xd[:rerun_symbols], xm[:rerun_symbols], dtype))
+        streams = {"one_segment": streamer(twin), "halting": streamer(net)}
+        if int(streams["halting"].start_day(xd).max()) > args.max_segments_live:  # the cap stops someone
+            streams["capped"] = streamer(net, args.max_segments_live)
+        entry: dict[str, Any] = bench_streamers(
+            streams, xd, xm, args, sync, rerun_call(twin32, xd[:rerun_symbols], xm[:rerun_symbols], dtype))
+        entry["cache_gb"] = round(sum(2 * c.k.numel() * c.k.element_size() for s in streams.values()
+                                      for u in s.caches for c in u) / 1e9, 2)  # all held at once
+        one_stream = streams.pop("one_segment")
+        del streams
         one_stream.position = MINUTES - 1
+        one = entry["one_segment"]
         one["time_by_op"] = time_by_op(lambda: one_stream.step(xm[:, MINUTES - 1]))
         del one_stream
-        halting = bench_streamer(streamer(net), xd, xm, args, sync)
-        entry = {"one_segment": one, "halting": halting}
-        if max(halting["segments"]["symbols_by_segments"]) > args.max_segments_live:
-            entry["capped"] = bench_streamer(streamer(net, args.max_segments_live), xd, xm, args, sync)
+        if "capped" in entry:
             entry["capped"]["max_segments_live"] = args.max_segments_live
         one_ms = one["late"]["per_symbol_minute"]["median_ms"]
         for name in ("halting", "capped"):
@@ -336,7 +353,7 @@ def bench_preset(preset: str, args, sync) -> dict[str, Any]:
         "auto": auto,
     }
     for dtype_name in args.dtypes:
-        res = bench_dtype(net32, dtype_name, x_daily, x_minute, args, sync)
+        res = bench_dtype(net32, dtype_name, x_daily, x_minute, args, sync, auto)
         res["targets"] = targets(preset, dtype_name, res, args, auto)
         result[dtype_name] = res
         gc.collect()

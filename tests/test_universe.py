@@ -80,7 +80,8 @@ def test_pooled_book_is_the_mean_of_the_symbols_trading_each_day():
     pooled = pool_books(books, "A")
     np.testing.assert_allclose(pooled.daily["m"]["net_pnl"], [1.0, 2.0, 2.0, 2.0])
     assert list(pooled.trades["m"]["symbol"]) == ["X", "Y"]
-    assert pool_books({"Z": BookRun(skipped="no minutes")}, "B").skipped.startswith("Book B skipped on every symbol")
+    skipped = pool_books({"Z": BookRun(skipped="Book B skipped: no minutes"), "W": BookRun(skipped="x")}, "B").skipped
+    assert skipped == "Book B skipped on every symbol (no minutes; x)"
 
 
 def test_folds_are_built_on_the_calendar_and_a_late_symbol_joins_later():

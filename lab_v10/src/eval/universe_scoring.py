@@ -27,8 +27,9 @@ def pool_books(books: dict[str, BookRun], book: str) -> BookRun:
     """The symbols' runs of one book pooled per strategy (module docstring); skipped when no symbol ran it."""
     ran = {sym: b for sym, b in books.items() if b.skipped is None}
     if not ran:
-        reasons = {b.skipped for b in books.values()}
-        return BookRun(skipped=f"Book {book} skipped on every symbol: " + "; ".join(sorted(r for r in reasons if r)))
+        prefix = f"Book {book} skipped: "
+        reasons = sorted({b.skipped.removeprefix(prefix) for b in books.values() if b.skipped})
+        return BookRun(skipped=f"Book {book} skipped on every symbol ({'; '.join(reasons)})")
     pooled = BookRun()
     names = list(dict.fromkeys(n for b in ran.values() for n in b.daily))
     for name in names:
