@@ -54,9 +54,10 @@ import copy
 import dataclasses
 import gc
 import time
-from itertools import count
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,7 +77,13 @@ from lab_v10.src.config import apply_overrides, load_config
 from lab_v10.src.options.act_halting import act_rollout
 from lab_v10.src.options.hrm_net import HRMNet
 from lab_v10.src.options.hrm_stream import HRMStreamer
-from lab_v10.src.options.stream_dtype import DTYPES, MinuteCost, choose_stream, minute_cost, projection_seconds
+from lab_v10.src.options.stream_dtype import (
+    DTYPES,
+    MinuteCost,
+    choose_stream,
+    minute_cost,
+    projection_seconds,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 PRESETS = {"27m": CONFIG_DIR / "default_hrm27m.yaml", "small": CONFIG_DIR / "small.yaml"}
@@ -144,12 +151,12 @@ def bench_streamers(
     batch, k = x_daily.shape[0], args.samples
     results: dict[str, dict[str, Any]] = {}
     for name, streamer in streams.items():
-        start_day = time_calls(lambda: streamer.start_day(x_daily), args.h_repeats, sync)
+        start_day = time_calls(partial(streamer.start_day, x_daily), args.h_repeats, sync)
         segments, symbols = np.unique(streamer.steps.cpu().numpy(), return_counts=True)
         streamer.step(x_minute[:, 0])  # warm-up of the minute path; minute 0 is streamed again below
         streamer.position = 0
-        minute = count()
-        early = time_calls(lambda: streamer.step(x_minute[:, next(minute)]), k, sync)
+        minutes = iter(range(k))
+        early = time_calls(lambda s=streamer, m=minutes: s.step(x_minute[:, next(m)]), k, sync)
         results[name] = {
             "segments": {
                 "mean": round(float((segments * symbols).sum() / batch), 3),
@@ -167,7 +174,7 @@ def bench_streamers(
     for chunk in np.array_split(np.arange(MINUTES - k, MINUTES), args.rerun_repeats):
         for m in chunk:
             for name, streamer in streams.items():
-                late[name] += time_calls(lambda: streamer.step(x_minute[:, m]), 1, sync)
+                late[name] += time_calls(partial(streamer.step, x_minute[:, m]), 1, sync)
         rerun_seconds += time_calls(lambda: rollouts.append(rerun()), 1, sync)
     for name in streams:
         results[name]["late"] = window(late[name], batch, MINUTES - k + 1)
@@ -261,7 +268,7 @@ def bench_dtype(net32: HRMNet, dtype_name: str, x_daily, x_minute, args, sync, a
         xd, xm = x_daily[:batch], x_minute[:batch]
         started = time.perf_counter()
 
-        def streamer(model: HRMNet, cap: int | None = None) -> HRMStreamer:
+        def streamer(model: HRMNet, cap: int | None = None, batch: int = batch) -> HRMStreamer:
             return HRMStreamer(model, batch, MINUTES, args.device, dtype, max_segments_live=cap, attention=kernel)
 
         rerun_symbols = min(batch, args.rerun_batch)
@@ -276,14 +283,15 @@ def bench_dtype(net32: HRMNet, dtype_name: str, x_daily, x_minute, args, sync, a
         del streams
         one_stream.position = MINUTES - 1
         one = entry["one_segment"]
-        one["time_by_op"] = time_by_op(lambda: one_stream.step(xm[:, MINUTES - 1]))
+        one["time_by_op"] = time_by_op(partial(one_stream.step, xm[:, MINUTES - 1]))
         del one_stream
         if "capped" in entry:
             entry["capped"]["max_segments_live"] = args.max_segments_live
         one_ms = one["late"]["per_symbol_minute"]["median_ms"]
         for name in ("halting", "capped"):
             if name in entry:
-                entry[name]["cost_vs_one_segment_at_390"] = ratio(entry[name]["late"]["per_symbol_minute"]["median_ms"], one_ms)
+                ms = entry[name]["late"]["per_symbol_minute"]["median_ms"]
+                entry[name]["cost_vs_one_segment_at_390"] = ratio(ms, one_ms)
         floor = roofline_floor(minute_cost(net.cfg, batch, MINUTES, element), rates["gflops"], bandwidth["gb_per_s"])
         entry["floor"] = floor
         entry["ratio_to_floor"] = ratio(one_ms, floor["floor_ms"])

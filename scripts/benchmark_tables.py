@@ -60,7 +60,8 @@ def stream_table() -> list[str]:
                         f"{one['speedup_at_390']:.0f}x | {one['start_day']['per_symbol']['median_ms']:.0f} |"
                     )
                 bullets += target_lines(f"{preset}/{dtype}", res[dtype], name, load)
-            bullets.append(f"  - `stream.dtype: auto` for {preset} in `{name}`: {res['auto']['reason']}.")
+            reason = res["auto"]["reason"].removeprefix("stream.dtype auto: ")
+            bullets.append(f"- `stream.dtype: auto` for {preset}, batch {data['settings']['batch']} (`{name}`): {reason}.")
     return lines + [""] + bullets
 
 
@@ -74,7 +75,7 @@ def target_lines(key: str, res: dict, name: str, load: float) -> list[str]:
     chosen = "the dtype `auto` picks here" if t["chosen_by_auto"] else "not the dtype `auto` picks here"
     lines = [
         f"- {key}, batch {t['batch']} ({where}; {chosen}; `{name}`, load {load:.1f} at the start): "
-        f"{t['ms_per_symbol_minute_at_390']:.2f} ms per symbol-minute for one segment at minute 390, "
+        f"{t['ms_per_symbol_minute_at_390']:.3g} ms per symbol-minute for one segment at minute 390, "
         f"{within['value']:.2f}x its roofline floor of {floor['floor_ms']:.3g} ms "
         + (f"(target <= {within['target_max']}x: {_yes(within['met'])}); " if within["applies"]
            else f"(the {within['target_max']}x target is for the dtype `auto` picks); ")
@@ -95,7 +96,7 @@ def target_lines(key: str, res: dict, name: str, load: float) -> list[str]:
     if "native_bf16_ms" in t:
         b = t["native_bf16_ms"]
         verdict = _yes(b["met"]) if b["applies"] else f"not applicable here, no native bf16: {b['evidence']}"
-        lines.append(f"  - bf16 where the CPU has native bf16: {b['value']:.2f} ms (target <= {b['target_max']} ms: {verdict}).")
+        lines.append(f"  - bf16 where the CPU has native bf16: {b['value']:.3g} ms (target <= {b['target_max']} ms: {verdict}).")
     return lines
 
 

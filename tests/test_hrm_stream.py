@@ -247,7 +247,9 @@ def test_the_segment_cap_equals_the_full_forward_with_the_same_cap(caplog):
     assert torch.equal(no_cap.start_day(x_daily), free_steps) and not no_cap.capped.any()
 
 
-@pytest.mark.parametrize(("fp32_ms", "bf16_ms", "chosen"), [(10.0, 9.5, "fp32"), (10.0, 9.0, "bf16"), (5.0, 20.0, "fp32")])
+@pytest.mark.parametrize(
+    ("fp32_ms", "bf16_ms", "chosen"), [(10.0, 9.5, "fp32"), (10.0, 9.0, "bf16"), (5.0, 20.0, "fp32")]
+)
 def test_auto_takes_bf16_only_when_the_probe_measures_it_faster(monkeypatch, caplog, fp32_ms, bf16_ms, chosen):
     def probe(net, batch, max_minutes, device, dtypes, repeats=3):
         minute = {"fp32": fp32_ms, "bf16": bf16_ms}

@@ -54,7 +54,12 @@ from torch import nn
 
 from lab_v10.src.options.act_halting import halting_decision
 from lab_v10.src.options.hrm_net import HRMNet
-from lab_v10.src.options.layers import Attention, RotaryEmbedding, attention, rotate_half
+from lab_v10.src.options.layers import (
+    Attention,
+    RotaryEmbedding,
+    attention,
+    rotate_half,
+)
 
 logger = logging.getLogger("hrm.stream")
 ATTENTION_KERNELS = ("sdpa", "matmul")

@@ -1,0 +1,253 @@
+"""The streamer's dtype and cached-attention kernel, chosen from measured throughput (config ``stream``).
+
+``build_streamer(net, batch, max_minutes, device, cfg.stream)`` returns an HRMStreamer in the chosen dtype
+with ``stream.max_segments_live``. The choice (:func:`choose_stream`) follows a short probe
+(:func:`probe_stream`) of the streaming shapes at the batch to be streamed, in each candidate dtype: the
+best of ``repeats`` timed calls of one L-layer's projections (QKV, output, SwiGLU on (batch, d_L) rows) and
+of one new position's attention over a ``max_minutes`` cache with each kernel of
+hrm_stream.ATTENTION_KERNELS (``sdpa``, the model's own, unless ``matmul`` is KERNEL_MIN_SPEEDUP times
+faster). A minute's estimate is (projections + that kernel) x layers x L-updates, the day's last minute being
+the slowest. ``stream.dtype: auto`` takes bf16 only when its estimate beats
+fp32's by ``BF16_MIN_SPEEDUP`` (bf16 also costs accuracy: tests/test_hrm_stream.py states the tolerance);
+``fp32``/``bf16`` fix the dtype and probe only the kernels. The reason (estimates, and whether the device
+has native bf16, which is reported but never assumed) is logged (logger ``hrm.stream``) and kept in
+``StreamChoice``.
+
+:func:`minute_cost` counts the FLOPs and bytes of one segment's minute update (scripts/bench_stream.py
+builds its roofline floor from it).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lab_v10.src.config import HRMConfig, StreamConfig
+from lab_v10.src.options.hrm_net import HRMNet
+from lab_v10.src.options.hrm_stream import (
+    ATTENTION_KERNELS,
+    HRMStreamer,
+    cached_attention,
+)
+
+logger = logging.getLogger("hrm.stream")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+BF16_MIN_SPEEDUP = 1.1  # auto: bf16's estimated minute must be at least this many times faster than fp32's
+KERNEL_MIN_SPEEDUP = 1.1  # the matmul kernel replaces the default (sdpa, the model's own) only this much faster
+NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bf16 dot products
+
+
+@dataclass(frozen=True)
+class MinuteCost:
+    """One segment's update of one new minute, per symbol, with ``keys`` cached positions (the new one included).
+
+    FLOPs of the L-layer projections and of attention (everything else a minute computes -- the minute
+    projection, norms, Head B -- is below 0.1% of them), and bytes: the keys and values read (and the new
+    ones written), and the L-layer weights, read once per L-update and shared by the ``batch`` symbols.
+    """
+
+    batch: int
+    keys: int
+    element_size: int
+    projection_flops: float
+    attention_flops: float
+    kv_bytes: float
+    weight_bytes: float
+
+    @property
+    def flops(self) -> float:
+        return self.projection_flops + self.attention_flops
+
+    @property
+    def bytes(self) -> float:
+        return self.kv_bytes + self.weight_bytes
+
+
+def minute_cost(cfg: HRMConfig, batch: int, keys: int, element_size: int) -> MinuteCost:
+    """:class:`MinuteCost` of one segment at ``batch`` symbols, attending to ``keys`` positions, in a dtype of
+    ``element_size`` bytes; ``updates`` = H_cycles x L_cycles L-updates of ``n_layers`` blocks each."""
+    d, ffn = cfg.l.d_model, cfg.l.ffn_dim
+    blocks = cfg.H_cycles * cfg.L_cycles * cfg.l.n_layers
+    layer_weights = 4 * d * d + 3 * d * ffn  # QKV, output, SwiGLU gate/up and down
+    return MinuteCost(
+        batch=batch,
+        keys=keys,
+        element_size=element_size,
+        projection_flops=float(blocks * 2 * layer_weights),
+        attention_flops=float(blocks * 4 * d * keys),  # q.k and the weighted sum of v, all heads
+        kv_bytes=float(blocks * 2 * d * (keys + 1) * element_size),
+        weight_bytes=blocks * layer_weights * element_size / batch,
+    )
+
+
+def best_seconds(fn: Callable[[], Any], repeats: int, sync: Callable[[], None] | None = None) -> float:
+    """The shortest of ``repeats`` timed calls of ``fn`` after one untimed warm-up (``sync`` closes each)."""
+    fn()
+    best = math.inf
+    for _ in range(repeats):
+        if sync is not None:
+            sync()
+        start = time.perf_counter()
+        fn()
+        if sync is not None:
+            sync()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def device_sync(device: torch.device) -> Callable[[], None] | None:
+    """torch.cuda.synchronize on a CUDA device, None on CPU (CPU kernels return when done)."""
+    return torch.cuda.synchronize if device.type == "cuda" else None
+
+
+def native_bf16(device: torch.device) -> tuple[bool, str]:
+    """(whether ``device`` computes bf16 natively, the evidence): CUDA's ``is_bf16_supported``, or the CPU's
+    /proc/cpuinfo flags (NATIVE_BF16_CPU_FLAGS) and ATen's CPU capability."""
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+        return ok, f"torch.cuda.is_bf16_supported() is {ok} on {torch.cuda.get_device_name(device)}"
+    capability = torch.backends.cpu.get_cpu_capability()
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False, f"CPU capability {capability}; /proc/cpuinfo unreadable, native bf16 unknown"
+    found = [f for f in NATIVE_BF16_CPU_FLAGS if f in flags]
+    listed = ", ".join(found) or "none of " + ", ".join(NATIVE_BF16_CPU_FLAGS)
+    return bool(found), f"CPU capability {capability}; bf16 flags: {listed}"
+
+
+def projection_seconds(
+    layer: nn.Module, batch: int, dtype: torch.dtype, device: torch.device, repeats: int
+) -> dict[str, float]:
+    """Best seconds of each nn.Linear of ``layer`` (an L block) applied to (batch, in) rows in ``dtype``,
+    keyed by ``"in x out"``, and ``"layer"``: all of them one after the other."""
+    sync = device_sync(device)
+    g = torch.Generator().manual_seed(0)
+    weights = [m.weight.detach().to(device, dtype) for m in layer.modules() if isinstance(m, nn.Linear)]
+    inputs = [torch.randn(batch, w.shape[1], generator=g).to(device, dtype) for w in weights]  # (batch, in)
+    result: dict[str, float] = {}
+    with torch.inference_mode():
+        for x, w in zip(inputs, weights):
+            result[f"{w.shape[1]} x {w.shape[0]}"] = best_seconds(lambda x=x, w=w: F.linear(x, w), repeats, sync)
+        result["layer"] = best_seconds(lambda: [F.linear(x, w) for x, w in zip(inputs, weights)], repeats, sync)
+    return result
+
+
+def attention_seconds(
+    attn: nn.Module, batch: int, keys: int, dtype: torch.dtype, device: torch.device, repeats: int
+) -> dict[str, float]:
+    """Best seconds of one new position's attention over ``keys`` cached positions, per kernel."""
+    sync = device_sync(device)
+    g = torch.Generator().manual_seed(0)
+    h, d = attn.n_heads, attn.head_dim
+    q = torch.randn(batch, 1, h, d, generator=g).to(device, dtype)  # (batch, 1, H, D)
+    k, v = (torch.randn(batch, h, keys, d, generator=g).to(device, dtype) for _ in range(2))  # (batch, H, T, D)
+    with torch.inference_mode():
+        return {kernel: best_seconds(lambda kernel=kernel: cached_attention(q, k, v, kernel), repeats, sync)
+                for kernel in ATTENTION_KERNELS}
+
+
+def probe_stream(
+    net: HRMNet, batch: int, max_minutes: int, device: torch.device | str, dtypes: list[str], repeats: int = 3
+) -> dict[str, dict[str, Any]]:
+    """Per dtype name: projection and attention ms of one block at the streaming shapes, the kernel (sdpa
+    unless another is KERNEL_MIN_SPEEDUP times faster), and ``minute_ms``: the estimated one-segment update of
+    the day's last minute for ``batch`` symbols."""
+    device = torch.device(device)
+    cfg = net.cfg
+    block = net.l_module.layers[0]
+    blocks = cfg.H_cycles * cfg.L_cycles * cfg.l.n_layers
+    result = {}
+    for name in dtypes:
+        proj = projection_seconds(block, batch, DTYPES[name], device, repeats)["layer"]
+        attn = attention_seconds(block.attn, batch, max_minutes, DTYPES[name], device, repeats)
+        default = ATTENTION_KERNELS[0]
+        fastest = min(attn, key=attn.get)
+        kernel = fastest if attn[fastest] * KERNEL_MIN_SPEEDUP <= attn[default] else default
+        result[name] = {
+            "projections_ms": round(proj * 1e3, 4),
+            "attention_ms": {k: round(s * 1e3, 4) for k, s in attn.items()},
+            "attention": kernel,
+            "minute_ms": round((proj + attn[kernel]) * blocks * 1e3, 3),
+        }
+    return result
+
+
+@dataclass
+class StreamChoice:
+    """The streamer's dtype and attention kernel, why, and the probe behind them (module docstring)."""
+
+    dtype_name: str
+    attention: str
+    reason: str
+    native_bf16: bool
+    native_evidence: str
+    probe: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype_name]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: dtype, attention, reason, native_bf16 (and its evidence) and the probe."""
+        return {"dtype": self.dtype_name, "attention": self.attention, "reason": self.reason,
+                "native_bf16": self.native_bf16, "native_evidence": self.native_evidence, "probe": self.probe}
+
+
+def choose_stream(
+    net: HRMNet, batch: int, max_minutes: int, device: torch.device | str, dtype: str = "auto", repeats: int = 3
+) -> StreamChoice:
+    """The dtype (``auto``: measured, module docstring; ``fp32``/``bf16``: as given) and the attention kernel
+    in it (:func:`probe_stream`), for streaming ``batch`` symbols over days of ``max_minutes``; logs the reason."""
+    if dtype not in ("auto", *DTYPES):
+        raise ValueError(f"stream.dtype: expected one of auto, {', '.join(DTYPES)}, got {dtype!r}")
+    device = torch.device(device)
+    native, evidence = native_bf16(device)
+    probe = probe_stream(net, batch, max_minutes, device, list(DTYPES) if dtype == "auto" else [dtype], repeats)
+    if dtype == "auto":
+        fp32, bf16 = probe["fp32"]["minute_ms"], probe["bf16"]["minute_ms"]
+        chosen = "bf16" if bf16 * BF16_MIN_SPEEDUP <= fp32 else "fp32"
+        verdict = "faster" if chosen == "bf16" else f"not {BF16_MIN_SPEEDUP}x faster"
+        reason = (f"stream.dtype auto: {chosen}; a {batch}-symbol minute at minute {max_minutes} is estimated at "
+                  f"{fp32:.2f} ms in fp32 and {bf16:.2f} ms in bf16 ({verdict}); native bf16: {native} ({evidence})")
+    else:
+        chosen = dtype
+        reason = f"stream.dtype {dtype} (set in the config); native bf16: {native} ({evidence})"
+    kernel = probe[chosen]["attention"]
+    kernels = ", ".join(f"{k} {ms:.3g} ms" for k, ms in probe[chosen]["attention_ms"].items())
+    reason += f"; attention kernel {kernel} (one block's cached attention: {kernels})"
+    logger.info(reason)
+    return StreamChoice(chosen, kernel, reason, native, evidence, probe)
+
+
+def build_streamer(
+    net: HRMNet,
+    batch_size: int,
+    max_minutes: int,
+    device: torch.device | str,
+    stream: StreamConfig,
+    repeats: int = 3,
+) -> tuple[HRMStreamer, StreamChoice]:
+    """An HRMStreamer for ``net`` (any dtype and device; not modified: a copy is cast when needed) in the dtype
+    and kernel :func:`choose_stream` picks from ``stream.dtype``, capped at ``stream.max_segments_live``."""
+    choice = choose_stream(net, batch_size, max_minutes, device, stream.dtype, repeats)
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    param = next(net.parameters())
+    if param.dtype != choice.dtype or param.device != device:
+        net = copy.deepcopy(net).to(device, choice.dtype)
+    streamer = HRMStreamer(
+        net, batch_size, max_minutes, device, choice.dtype,
+        max_segments_live=stream.max_segments_live, attention=choice.attention,
+    )
+    return streamer, choice
