@@ -20,13 +20,16 @@ weighting, clipping), after ``--warmup`` untimed calls. Training runs in fp32: `
 turned off because the peak is an fp32 matmul (and this CPU has no native bf16). The number of segments
 a batch runs depends on the learned halting, so it is reported per batch and the FLOPs follow it:
 
-    FLOPs of a batch = batch x (segments x (F(segment) + 2 F(one-step graph) - F(input projections))
+    FLOPs of a batch = batch x (segments x (F(segment) + 2 F(one-step graph) - F(input projections)
+                                            + 2 F(FiLM-context H-update))
                                + halting_q calls x (F(H side of a segment) - F(Head A)))
 
 with ``F`` the closed-form forward matmul FLOPs of scripts/optimize_hrm27m.py (``segment_flops``, 2 per
 multiply-add) at the run's input lengths. The one-step graph is one L-update, one H-update, the input
 projections and the heads (a segment with one cycle of one L-update); its backward costs twice its forward,
 except the input projections, whose inputs need no gradient (weight gradients only, once their forward).
+With FiLM and two or more H cycles, Head B's gradient also runs through the H-update that made the last
+cycle's FiLM context (HRM27M.md, "Segment semantics"): twice one H-update's layer FLOPs more.
 ``halting_q`` runs the H side under no_grad after every segment but the max_segments-th. Norms, RoPE,
 activations, losses and AdamW are not counted (their time is in the timings). ``flop_check`` counts one more
 batch with ``torch.utils.flop_counter.FlopCounterMode``; on CPU it counts matmuls only (not SDPA), so it is
@@ -99,7 +102,9 @@ NOTES = {
     "flops": "closed form (scripts/optimize_hrm27m.segment_flops, forward matmul FLOPs, 2 per multiply-add, at the "
     "run's input lengths): per segment the forward of all updates + 2x the forward of the one-step graph (one "
     "L-update, one H-update, heads, input projections; the input projections' backward is 1x, weight gradients "
-    "only) + HRMNet.halting_q (H side under no_grad) after every segment but the max_segments-th. Norms, RoPE, "
+    "only) + 2x one H-update's layers (Head B's gradient through the FiLM context's H-update, with FiLM and "
+    "H_cycles >= 2) + HRMNet.halting_q (H side under no_grad) after every segment but the max_segments-th. Norms, "
+    "RoPE, "
     "activations, losses and AdamW are not counted. flop_check: FlopCounterMode over one batch; on CPU it counts "
     "matmuls only (SDPA is not counted), so it is compared with the closed-form projection FLOPs.",
     "peak": "best of the timed n x n fp32 torch.matmul calls right before and right after each preset's training "
@@ -281,8 +286,14 @@ def train_batch_flops(hrm: HRMConfig, t_h: int, t_l: int, batch: int, segments: 
     input_projections = 2 * (t_h * hrm.daily_features * hrm.h.d_model + t_l * hrm.minute_features * hrm.l.d_model)
     head_a = 2 * 2 * hrm.h.d_model  # halting_q reads the Q-head only
     halting_calls = segments if segments < hrm.max_segments else segments - 1
-    projections = segments * (forward[0] + 2 * one_step[0] - input_projections) + halting_calls * (h_side[0] - head_a)
-    attention = segments * (forward[1] + 2 * one_step[1]) + halting_calls * h_side[1]
+    # Head B's gradient also runs back through the H-update that made the last cycle's FiLM context (with FiLM
+    # and at least two H cycles; HRM27M.md, "Segment semantics"): its backward, 2x one H-update's forward
+    context = 2 if hrm.film and hrm.H_cycles >= 2 else 0
+    h_update_proj, h_update_attn = segment_flops(dataclasses.replace(at, H_cycles=1, L_cycles=0, minutes_per_day=0))
+    h_update_proj -= 2 * t_h * hrm.daily_features * hrm.h.d_model + 2 * 4 * hrm.h.d_model  # no inputs, no heads
+    projections = (segments * (forward[0] + 2 * one_step[0] - input_projections + context * h_update_proj)
+                   + halting_calls * (h_side[0] - head_a))
+    attention = segments * (forward[1] + 2 * one_step[1] + context * h_update_attn) + halting_calls * h_side[1]
     return {
         "projections": batch * projections,
         "attention": batch * attention,

@@ -54,7 +54,7 @@ def forecasts(run: Path, model: str) -> pd.DataFrame:
 
 def paired_test(a: pd.DataFrame, b: pd.DataFrame, horizon: int) -> dict:
     """DM test of A's squared error against B's on their common rows (module docstring)."""
-    both = a.join(b, how="inner", lsuffix="_a", rsuffix="_b")
+    both = pd.merge(a, b, left_index=True, right_index=True, suffixes=("_a", "_b"))  # inner join on the rows
     if both.empty:
         raise ConfigError("the two runs have no forecast row in common (expected the same data and folds)")
     differ = (both["y_true_a"] - both["y_true_b"]).abs() > 1e-9
