@@ -5,9 +5,13 @@ is fit on the same training dates, early-stopped on the same validation dates an
 rows, and every strategy trades through the same simulator with the same costs.
 
 Samples and time semantics are the dataset's (:mod:`lab_v10.src.dataset.dataset`, docs/design.md section 3).
-Every model is built by name (:mod:`lab_v10.src.models.registry`) and run through the one model interface
-(:class:`~lab_v10.src.dataset.forecasts.Forecaster`) in a single loop. Test blocks are consecutive, so the
-books trade one contiguous out-of-sample period.
+The data is always a panel (:mod:`lab_v10.src.dataset.panel`): one symbol for a single asset, many for a
+universe, with folds on the symbols' calendar. Every model is built by name (:mod:`lab_v10.src.models.registry`)
+and run in a single loop, per symbol through the one model interface
+(:class:`~lab_v10.src.dataset.forecasts.Forecaster`) and, in a universe, pooled across symbols
+(:class:`~lab_v10.src.dataset.forecasts.PooledForecaster`). Scoring is :mod:`lab_v10.src.eval.scoring` per
+symbol and :mod:`lab_v10.src.eval.universe_scoring` for the panel. Test blocks are consecutive, so the books
+trade one contiguous out-of-sample period.
 """
 from __future__ import annotations
 
