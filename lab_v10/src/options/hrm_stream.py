@@ -31,11 +31,16 @@ Cache memory: ``2 * rows * H_cycles * L_cycles * n_layers * max_minutes * d_L`` 
 Work per minute and symbol: for each of its segments, ``H_cycles * L_cycles`` L-updates of one position
 (FiLM with the day's precomputed scale and shift, then per layer a QKV projection, attention over the cached
 positions, the output projection and the SwiGLU), then Head B at the halting segment. The H-module and the
-FiLM projections run only in ``start_day``. In ``dtype`` bf16 the weights, cache and attention stay bf16;
-the only conversions are of the new positions' activations (RoPE and RMSNorm compute in fp32, as in the full
-forward), never of the cache. ``attention`` picks the kernel for the cached attention: ``sdpa``
-(layers.attention: flash-attn or PyTorch SDPA) or ``matmul`` (two batched matmuls, softmax in fp32);
-stream_dtype.py chooses it, and the dtype, from measured throughput.
+FiLM projections run only in ``start_day``. In ``dtype`` bf16 the weights and cache stay bf16; the only
+conversions are of the new positions' activations (RoPE and RMSNorm compute in fp32, as in the full forward),
+never a copy of the cache (the compiled kernel converts each cached value in registers as it reads it). ``attention`` picks the kernel for the cached attention: ``sdpa``
+(layers.attention: flash-attn or PyTorch SDPA), ``matmul`` (two batched matmuls, softmax in fp32) or
+``compiled`` (a one-minute block update compiled by ``torch.compile``: the single query's scores and weighted
+sum as fp32 reductions that read each cached bf16 key and value once, fused with RoPE, the norms and the
+SwiGLU; several minutes at once use sdpa). Batched matmuls of one query each spend more time per item than
+reading it; the compiled reductions read the cache once (at about two thirds of a plain read's bandwidth on
+the benchmark machine: HRM27M.md, "Latency and throughput").
+stream_dtype.py chooses the kernel, and the dtype, from measured throughput.
 
 Time semantics: the probability returned for minute m uses daily rows <= d-1 (``x_daily`` of
 ``start_day``) and minutes <= m of day d.
@@ -46,8 +51,10 @@ unless ``train.early_stopping`` is per_head) and average their probabilities, as
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -62,7 +69,7 @@ from lab_v10.src.options.layers import (
 )
 
 logger = logging.getLogger("hrm.stream")
-ATTENTION_KERNELS = ("sdpa", "matmul")
+ATTENTION_KERNELS = ("sdpa", "matmul", "compiled")
 
 
 class KVCache(nn.Module):
@@ -97,10 +104,16 @@ def cached_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, 
     queries at positions T-t..T-1 (bottom-right causal mask when t > 1) -> (n, t, H, D).
 
     ``sdpa``: layers.attention (flash-attn or SDPA); ``matmul``: scores and output as batched matmuls in the
-    input dtype, the softmax in fp32.
+    input dtype, the softmax in fp32; ``compiled``: for one new position (t = 1), scores and output as fp32
+    reductions over the head width and the cached positions (written for torch.compile, which fuses the
+    conversions into the loops that read the cache; eager, they materialise fp32 copies), sdpa for t > 1.
     """
     t = q.shape[1]
-    if kernel == "sdpa":
+    if kernel == "compiled" and t == 1:
+        scores = (q.transpose(1, 2).float() * keys.float()).sum(-1) * (1.0 / math.sqrt(q.shape[-1]))  # (n, H, T)
+        weights = torch.softmax(scores, dim=-1)  # (n, H, T) fp32
+        return (weights.unsqueeze(-1) * values.float()).sum(-2).to(q.dtype).unsqueeze(1)  # (n, 1, H, D)
+    if kernel in ("sdpa", "compiled"):
         return attention(q, keys.transpose(1, 2), values.transpose(1, 2), causal=t > 1)
     scores = torch.matmul(q.transpose(1, 2), keys.transpose(-1, -2))  # (n, H, t, T)
     scores = scores.float() * (1.0 / math.sqrt(q.shape[-1]))
@@ -110,6 +123,65 @@ def cached_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, 
         scores = scores.masked_fill(~allowed, float("-inf"))
     weights = torch.softmax(scores, dim=-1).to(values.dtype)  # (n, H, t, T)
     return torch.matmul(weights, values).transpose(1, 2)  # (n, t, H, D)
+
+
+def project_new_positions(
+    block: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Attention.qkv of one TransformerBlock on the new positions only: x (n, t, d_L) and their RoPE rows
+    cos, sin (t, 1, 1, D) fp32 -> q, k, v (n, t, H, D) in x's dtype (the rotation computed in fp32)."""
+    attn: Attention = block.attn
+    n, t, _ = x.shape
+    shape = (n, t, attn.n_heads, attn.head_dim)
+    if attn.fused_qkv:
+        qkv = attn.qkv_proj(x).view(n, t, 3, *shape[2:])  # (n, t, 3, H, D)
+        qk, v = qkv[:, :, :2], qkv[:, :, 2]  # (n, t, 2, H, D), (n, t, H, D)
+    else:
+        qk = torch.stack((attn.q_proj(x).view(shape), attn.k_proj(x).view(shape)), dim=2)
+        v = attn.v_proj(x).view(shape)
+    qk = qk.float()  # a no-op in fp32
+    q, k = (qk * cos + rotate_half(qk) * sin).to(x.dtype).unbind(2)  # (n, t, H, D) each
+    return q, k, v
+
+
+def finish_block(
+    block: nn.Module, x: torch.Tensor, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, kernel: str
+) -> torch.Tensor:
+    """The rest of TransformerBlock.forward for the new positions: x (n, t, d_L), q (n, t, H, D), the cached
+    keys/values (n, H, T, D) -> new x (n, t, d_L)."""
+    n, t, _ = x.shape
+    out = cached_attention(q, keys, values, kernel)  # (n, t, H, D)
+    x = block.norm1(x + block.attn.o_proj(out.reshape(n, t, -1)))
+    return block.norm2(x + block.mlp(x))
+
+
+@functools.cache
+def compiled_block_steps() -> tuple[Callable, Callable]:
+    """torch.compile'd :func:`project_new_positions` and :func:`finish_block` (dynamic shapes: symbols and
+    cached minutes vary; weights are inputs, so every block shares the compiled code), built once per process."""
+    # finish_block needs up to 6 graphs per (dtype, device, widths): at dynamo's default limit of 8 a second
+    # streamer in another dtype would silently run eagerly
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    return torch.compile(project_new_positions, dynamic=True), torch.compile(finish_block, dynamic=True)
+
+
+def block_update(
+    block: nn.Module,
+    cache: KVCache,
+    rows: slice,
+    position: int,
+    x: torch.Tensor,
+    rope: tuple[torch.Tensor, torch.Tensor],
+    kernel: str,
+) -> torch.Tensor:
+    """One TransformerBlock on new positions ``position..position+t-1`` of ``rows``, appending their keys and
+    values to ``cache``: x (n, t, d_L), rope (t, 1, 1, D) fp32 each -> new x (n, t, d_L). The ``compiled``
+    kernel runs the compiled steps for one new position (t = 1) and the eager ones (sdpa) for more."""
+    project, finish = compiled_block_steps() if kernel == "compiled" and x.shape[1] == 1 else (
+        project_new_positions, finish_block)
+    q, k, v = project(block, x, *rope)  # (n, t, H, D) each
+    keys, values = cache.update(rows, position, k, v)  # (n, H, position + t, D)
+    return finish(block, x, q, keys, values, kernel)
 
 
 def _checked_input(x: torch.Tensor, shape: tuple[int | None, ...], name: str, meaning: str) -> None:
@@ -126,7 +198,8 @@ class HRMStreamer:
     ``net`` must already be on ``device`` in ``dtype`` (``net.to(device, dtype)``; stream_dtype.build_streamer
     does it from the config); it is not modified. ``max_minutes`` (<= ``net.cfg.minutes_per_day``) bounds the
     minutes of a day; ``max_segments_live`` (None: ``hrm.max_segments``) caps the segments a symbol runs;
-    ``attention`` is the cached-attention kernel (:func:`cached_attention`).
+    ``attention`` is the cached-attention kernel (:func:`cached_attention`); ``compiled`` compiles its steps in
+    the constructor (seconds; torch.compile's errors, e.g. no C++ compiler, are raised there).
 
     Per day: ``steps = start_day(x_daily)`` then ``step(x_minute)`` once per minute (or ``advance`` for
     several minutes at once, e.g. to catch up after a late start). After ``start_day``, ``steps`` (B,) long
@@ -186,12 +259,15 @@ class HRMStreamer:
         self.position = 0  # minutes streamed today
         self._order = self._inverse = torch.empty(0, dtype=torch.long)  # (B,) symbols by segments, and back
         self._segments: list[tuple[slice, int, int]] = []  # per segment: cache rows, n_s, n_{s+1}
+        if attention == "compiled":
+            self._compile_now()
 
     @property
     def cache_rows(self) -> int:
         """Rows (symbol, segment pairs) the caches hold now."""
         return self.film_scale.shape[0]
 
+    @torch.inference_mode()  # inference tensors whether called by __init__ or start_day (one kind for compile)
     def _allocate(self, rows: int) -> None:
         """(Re)allocate the caches and the FiLM scale and shift for ``rows`` (symbol, segment) pairs."""
         self.caches, self.film_scale, self.film_shift = [], torch.empty(0), torch.empty(0)  # free the old first
@@ -314,26 +390,20 @@ class HRMStreamer:
 
     def _l_update(self, u: int, rows: slice, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """The layers of L-update ``u`` on the new positions, with the caches of ``rows``: x (n, t, d_L), the
-        update's input after FiLM -> new z (n, t, d_L).
-
-        Each block is TransformerBlock.forward with Attention.qkv's projection and RoPE (rotated in fp32)
-        on the new positions and the attention over every cached position (:func:`cached_attention`).
-        """
-        n, t, _ = x.shape
-        cos, sin = rope
+        update's input after FiLM -> new z (n, t, d_L) (:func:`block_update` per layer)."""
         for block, cache in zip(self.net.l_module.layers, self.caches[u]):
-            attn: Attention = block.attn
-            shape = (n, t, attn.n_heads, attn.head_dim)
-            if attn.fused_qkv:
-                qkv = attn.qkv_proj(x).view(n, t, 3, *shape[2:])  # (n, t, 3, H, D)
-                qk, v = qkv[:, :, :2], qkv[:, :, 2]  # (n, t, 2, H, D), (n, t, H, D)
-            else:
-                qk = torch.stack((attn.q_proj(x).view(shape), attn.k_proj(x).view(shape)), dim=2)
-                v = attn.v_proj(x).view(shape)
-            qk = qk.float()  # a no-op in fp32
-            q, k = (qk * cos + rotate_half(qk) * sin).to(x.dtype).unbind(2)  # (n, t, H, D) each
-            keys, values = cache.update(rows, self.position, k, v)  # (n, H, position + t, D)
-            out = cached_attention(q, keys, values, self.attention)  # (n, t, H, D)
-            x = block.norm1(x + attn.o_proj(out.reshape(n, t, -1)))
-            x = block.norm2(x + block.mlp(x))
+            x = block_update(block, cache, rows, self.position, x, rope, self.attention)
         return x
+
+    def _compile_now(self) -> None:
+        """Compile the ``compiled`` kernel's one-minute steps for the shapes a day meets (1 or more symbols in a
+        segment, 1 or more cached minutes) at construction, not during the first minutes of the first day."""
+        block = self.net.l_module.layers[0]
+        attn: Attention = block.attn
+        rope = (self.rope_cos[:1, None, None], self.rope_sin[:1, None, None])
+        with torch.inference_mode():  # the caches are inference tensors (_allocate), and so are these
+            scratch = KVCache(2, 3, attn.n_heads, attn.head_dim, self.device, self.dtype)
+            for n in (1, 2):
+                for position in range(3):  # the last one reads the whole (contiguous) cache, as minute max_minutes
+                    x = torch.zeros(n, 1, self.net.cfg.l.d_model, device=self.device, dtype=self.dtype)
+                    block_update(block, scratch, slice(0, n), position, x, rope, "compiled")

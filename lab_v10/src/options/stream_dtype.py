@@ -1,17 +1,17 @@
 """The streamer's dtype and cached-attention kernel, chosen from measured throughput (config ``stream``).
 
 ``build_streamer(net, batch, max_minutes, device, cfg.stream)`` returns an HRMStreamer in the chosen dtype
-with ``stream.max_segments_live``. The choice (:func:`choose_stream`) follows a short probe
-(:func:`probe_stream`) of the streaming shapes at the batch to be streamed, in each candidate dtype: the
-best of ``repeats`` timed calls of one L-layer's projections (QKV, output, SwiGLU on (batch, d_L) rows) and
-of one new position's attention over a ``max_minutes`` cache with each kernel of
-hrm_stream.ATTENTION_KERNELS (``sdpa``, the model's own, unless ``matmul`` is KERNEL_MIN_SPEEDUP times
-faster). A minute's estimate is (projections + that kernel) x layers x L-updates, the day's last minute being
-the slowest. ``stream.dtype: auto`` takes bf16 only when its estimate beats
-fp32's by ``BF16_MIN_SPEEDUP`` (bf16 also costs accuracy: tests/test_hrm_stream.py states the tolerance);
-``fp32``/``bf16`` fix the dtype and probe only the kernels. The reason (estimates, and whether the device
-has native bf16, which is reported but never assumed) is logged (logger ``hrm.stream``) and kept in
-``StreamChoice``.
+and kernel with ``stream.max_segments_live``. The choice (:func:`choose_stream`) follows a short probe
+(:func:`probe_stream`) at the batch to be streamed, in each candidate dtype: the best of ``repeats`` timed
+calls of one L block's update of the day's last minute (hrm_stream.block_update: projections, RoPE, the
+attention over a ``max_minutes`` cache, norms, SwiGLU) with each kernel of hrm_stream.ATTENTION_KERNELS
+(``stream.attention: auto``) or the one the config names. The kernel is ``sdpa``, the model's own, unless
+another is KERNEL_MIN_SPEEDUP times faster; ``compiled`` is probed only where torch.compile builds it (its
+error is kept as the reason otherwise). A minute's estimate is that block time x layers x L-updates.
+``stream.dtype: auto`` takes bf16 only when its estimate beats fp32's by ``BF16_MIN_SPEEDUP`` (bf16 also costs
+accuracy: tests/test_hrm_stream.py states the tolerance); ``fp32``/``bf16`` fix the dtype and probe only the
+kernels. The reason (estimates, and whether the device has native bf16, which is reported but never assumed)
+is logged (logger ``hrm.stream``) and kept in ``StreamChoice``.
 
 :func:`minute_cost` counts the FLOPs and bytes of one segment's minute update (scripts/bench_stream.py
 builds its roofline floor from it).
@@ -36,8 +36,10 @@ from lab_v10.src.options.hrm_net import HRMNet
 from lab_v10.src.options.hrm_stream import (
     ATTENTION_KERNELS,
     HRMStreamer,
-    cached_attention,
+    KVCache,
+    block_update,
 )
+from lab_v10.src.options.layers import RotaryEmbedding
 
 logger = logging.getLogger("hrm.stream")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -129,7 +131,7 @@ def projection_seconds(
     layer: nn.Module, batch: int, dtype: torch.dtype, device: torch.device, repeats: int
 ) -> dict[str, float]:
     """Best seconds of each nn.Linear of ``layer`` (an L block) applied to (batch, in) rows in ``dtype``,
-    keyed by ``"in x out"``, and ``"layer"``: all of them one after the other."""
+    keyed by ``"in x out"``."""
     sync = device_sync(device)
     g = torch.Generator().manual_seed(0)
     weights = [m.weight.detach().to(device, dtype) for m in layer.modules() if isinstance(m, nn.Linear)]
@@ -138,46 +140,64 @@ def projection_seconds(
     with torch.inference_mode():
         for x, w in zip(inputs, weights):
             result[f"{w.shape[1]} x {w.shape[0]}"] = best_seconds(lambda x=x, w=w: F.linear(x, w), repeats, sync)
-        result["layer"] = best_seconds(lambda: [F.linear(x, w) for x, w in zip(inputs, weights)], repeats, sync)
     return result
 
 
-def attention_seconds(
-    attn: nn.Module, batch: int, keys: int, dtype: torch.dtype, device: torch.device, repeats: int
-) -> dict[str, float]:
-    """Best seconds of one new position's attention over ``keys`` cached positions, per kernel."""
+def block_seconds(
+    block: nn.Module, batch: int, keys: int, dtype: torch.dtype, device: torch.device, kernel: str, repeats: int
+) -> float:
+    """Best seconds of hrm_stream.block_update of one new minute for ``batch`` symbols after ``keys - 1`` cached
+    minutes, with ``block`` (an L block) cast to ``dtype``, and ``kernel``. The compiled kernel compiles here
+    (torch._dynamo.exc.BackendCompilerFailed where it cannot)."""
     sync = device_sync(device)
-    g = torch.Generator().manual_seed(0)
-    h, d = attn.n_heads, attn.head_dim
-    q = torch.randn(batch, 1, h, d, generator=g).to(device, dtype)  # (batch, 1, H, D)
-    k, v = (torch.randn(batch, h, keys, d, generator=g).to(device, dtype) for _ in range(2))  # (batch, H, T, D)
+    attn = block.attn
+    block = copy.deepcopy(block).to(device, dtype)
+    rope = RotaryEmbedding(attn.head_dim, keys, 10000.0).to(device)  # the base does not change the cost
+    new_rows = (rope.cos[keys - 1 :, None, None], rope.sin[keys - 1 :, None, None])  # (1, 1, 1, D) each, fp32
     with torch.inference_mode():
-        return {kernel: best_seconds(lambda kernel=kernel: cached_attention(q, k, v, kernel), repeats, sync)
-                for kernel in ATTENTION_KERNELS}
+        cache = KVCache(batch, keys, attn.n_heads, attn.head_dim, device, dtype)
+        x = torch.randn(batch, 1, attn.n_heads * attn.head_dim, generator=torch.Generator().manual_seed(0))
+        x = x.to(device, dtype)  # (batch, 1, d_L)
+        return best_seconds(lambda: block_update(block, cache, slice(0, batch), keys - 1, x, new_rows, kernel),
+                            repeats, sync)
 
 
 def probe_stream(
-    net: HRMNet, batch: int, max_minutes: int, device: torch.device | str, dtypes: list[str], repeats: int = 3
+    net: HRMNet,
+    batch: int,
+    max_minutes: int,
+    device: torch.device | str,
+    dtypes: list[str],
+    repeats: int = 3,
+    kernels: tuple[str, ...] = ATTENTION_KERNELS,
 ) -> dict[str, dict[str, Any]]:
-    """Per dtype name: projection and attention ms of one block at the streaming shapes, the kernel (sdpa
-    unless another is KERNEL_MIN_SPEEDUP times faster), and ``minute_ms``: the estimated one-segment update of
-    the day's last minute for ``batch`` symbols."""
+    """Per dtype name: ``block_ms`` (one L block's update of minute ``max_minutes`` for ``batch`` symbols, per
+    kernel in ``kernels``), ``unavailable`` (kernel -> why torch.compile could not build it), ``attention``
+    (sdpa unless another is KERNEL_MIN_SPEEDUP times faster; with one kernel, that one) and ``minute_ms``: the
+    estimated one-segment update of that minute, block_ms x layers x L-updates."""
     device = torch.device(device)
     cfg = net.cfg
     block = net.l_module.layers[0]
     blocks = cfg.H_cycles * cfg.L_cycles * cfg.l.n_layers
     result = {}
     for name in dtypes:
-        proj = projection_seconds(block, batch, DTYPES[name], device, repeats)["layer"]
-        attn = attention_seconds(block.attn, batch, max_minutes, DTYPES[name], device, repeats)
-        default = ATTENTION_KERNELS[0]
-        fastest = min(attn, key=attn.get)
-        kernel = fastest if attn[fastest] * KERNEL_MIN_SPEEDUP <= attn[default] else default
+        seconds, unavailable = {}, {}
+        for kernel in kernels:
+            try:
+                seconds[kernel] = block_seconds(block, batch, max_minutes, DTYPES[name], device, kernel, repeats)
+            except torch._dynamo.exc.BackendCompilerFailed as error:  # e.g. no C++ compiler, no Triton
+                cause = error.inner_exception
+                unavailable[kernel] = f"{type(cause).__name__}: {str(cause).strip()[:300]}"
+        if not seconds:
+            raise RuntimeError(f"stream.attention: no kernel of {', '.join(kernels)} runs here: {unavailable}")
+        default = ATTENTION_KERNELS[0] if ATTENTION_KERNELS[0] in seconds else min(seconds, key=seconds.get)
+        fastest = min(seconds, key=seconds.get)
+        kernel = fastest if seconds[fastest] * KERNEL_MIN_SPEEDUP <= seconds[default] else default
         result[name] = {
-            "projections_ms": round(proj * 1e3, 4),
-            "attention_ms": {k: round(s * 1e3, 4) for k, s in attn.items()},
+            "block_ms": {k: round(s * 1e3, 4) for k, s in seconds.items()},
+            "unavailable": unavailable,
             "attention": kernel,
-            "minute_ms": round((proj + attn[kernel]) * blocks * 1e3, 3),
+            "minute_ms": round(seconds[kernel] * blocks * 1e3, 3),
         }
     return result
 
@@ -204,15 +224,26 @@ class StreamChoice:
 
 
 def choose_stream(
-    net: HRMNet, batch: int, max_minutes: int, device: torch.device | str, dtype: str = "auto", repeats: int = 3
+    net: HRMNet,
+    batch: int,
+    max_minutes: int,
+    device: torch.device | str,
+    dtype: str = "auto",
+    repeats: int = 3,
+    attention: str = "auto",
 ) -> StreamChoice:
     """The dtype (``auto``: measured, module docstring; ``fp32``/``bf16``: as given) and the attention kernel
-    in it (:func:`probe_stream`), for streaming ``batch`` symbols over days of ``max_minutes``; logs the reason."""
+    in it (``auto``: measured; a name of hrm_stream.ATTENTION_KERNELS: that one) (:func:`probe_stream`), for
+    streaming ``batch`` symbols over days of ``max_minutes``; logs the reason."""
     if dtype not in ("auto", *DTYPES):
         raise ValueError(f"stream.dtype: expected one of auto, {', '.join(DTYPES)}, got {dtype!r}")
+    if attention not in ("auto", *ATTENTION_KERNELS):
+        raise ValueError(f"stream.attention: expected one of auto, {', '.join(ATTENTION_KERNELS)}, got {attention!r}")
     device = torch.device(device)
     native, evidence = native_bf16(device)
-    probe = probe_stream(net, batch, max_minutes, device, list(DTYPES) if dtype == "auto" else [dtype], repeats)
+    kernels = ATTENTION_KERNELS if attention == "auto" else (attention,)
+    probe = probe_stream(
+        net, batch, max_minutes, device, list(DTYPES) if dtype == "auto" else [dtype], repeats, kernels)
     if dtype == "auto":
         fp32, bf16 = probe["fp32"]["minute_ms"], probe["bf16"]["minute_ms"]
         chosen = "bf16" if bf16 * BF16_MIN_SPEEDUP <= fp32 else "fp32"
@@ -223,8 +254,10 @@ def choose_stream(
         chosen = dtype
         reason = f"stream.dtype {dtype} (set in the config); native bf16: {native} ({evidence})"
     kernel = probe[chosen]["attention"]
-    kernels = ", ".join(f"{k} {ms:.3g} ms" for k, ms in probe[chosen]["attention_ms"].items())
-    reason += f"; attention kernel {kernel} (one block's cached attention: {kernels})"
+    timed = ", ".join(f"{k} {ms:.3g} ms" for k, ms in probe[chosen]["block_ms"].items())
+    missing = "".join(f"; {k} unavailable: {why}" for k, why in probe[chosen].get("unavailable", {}).items())
+    how = "measured" if attention == "auto" else "set in the config"
+    reason += f"; attention kernel {kernel} ({how}; one block's minute update: {timed}{missing})"
     logger.info(reason)
     return StreamChoice(chosen, kernel, reason, native, evidence, probe)
 
@@ -239,7 +272,7 @@ def build_streamer(
 ) -> tuple[HRMStreamer, StreamChoice]:
     """An HRMStreamer for ``net`` (any dtype and device; not modified: a copy is cast when needed) in the dtype
     and kernel :func:`choose_stream` picks from ``stream.dtype``, capped at ``stream.max_segments_live``."""
-    choice = choose_stream(net, batch_size, max_minutes, device, stream.dtype, repeats)
+    choice = choose_stream(net, batch_size, max_minutes, device, stream.dtype, repeats, stream.attention)
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
