@@ -289,6 +289,22 @@ def test_the_probe_measures_both_dtypes_and_fixed_dtypes_skip_the_comparison():
         stream_dtype.choose_stream(net, BATCH, 20, "cpu", "fp32", attention="flash")
 
 
+@pytest.mark.parametrize(
+    ("sdpa_ms", "matmul_ms", "compiled_ms", "chosen"),
+    [(10.0, 9.5, 8.0, "compiled"), (10.0, 5.0, 4.8, "matmul"), (10.0, 9.5, 9.5, "sdpa"), (10.0, 9.0, 8.5, "matmul")],
+)
+def test_a_kernel_replaces_the_choice_before_it_only_when_1_1x_faster(monkeypatch, sdpa_ms, matmul_ms, compiled_ms,
+                                                                     chosen):
+    """In the order sdpa, matmul, compiled (compiling costs start-up time), each must beat the choice so far by
+    KERNEL_MIN_SPEEDUP; minute_ms is the chosen kernel's block time x blocks."""
+    ms = {"sdpa": sdpa_ms, "matmul": matmul_ms, "compiled": compiled_ms}
+    monkeypatch.setattr(stream_dtype, "block_seconds", lambda block, batch, keys, dtype, device, kernel, repeats:
+                        ms[kernel] / 1e3)
+    probe = stream_dtype.probe_stream(build(seed=1), BATCH, 20, "cpu", ["fp32"])["fp32"]
+    blocks = CFG.H_cycles * CFG.L_cycles * CFG.l.n_layers
+    assert probe["attention"] == chosen and probe["minute_ms"] == pytest.approx(ms[chosen] * blocks)
+
+
 def test_a_kernel_torch_compile_cannot_build_is_reported_and_not_chosen(monkeypatch):
     """Where torch.compile fails (no C++ compiler, no Triton), the probe keeps the cause and the choice falls
     back to the kernels that run."""

@@ -5,9 +5,10 @@ and kernel with ``stream.max_segments_live``. The choice (:func:`choose_stream`)
 (:func:`probe_stream`) at the batch to be streamed, in each candidate dtype: the best of ``repeats`` timed
 calls of one L block's update of the day's last minute (hrm_stream.block_update: projections, RoPE, the
 attention over a ``max_minutes`` cache, norms, SwiGLU) with each kernel of hrm_stream.ATTENTION_KERNELS
-(``stream.attention: auto``) or the one the config names. The kernel is ``sdpa``, the model's own, unless
-another is KERNEL_MIN_SPEEDUP times faster; ``compiled`` is probed only where torch.compile builds it (its
-error is kept as the reason otherwise). A minute's estimate is that block time x layers x L-updates.
+(``stream.attention: auto``) or the one the config names. In the order sdpa (the model's own), matmul,
+compiled (which costs compile time at start-up), a kernel replaces the choice so far only when it is
+KERNEL_MIN_SPEEDUP times faster; ``compiled`` is probed only where torch.compile builds it (its error is kept
+as the reason otherwise). A minute's estimate is that block time x layers x L-updates.
 ``stream.dtype: auto`` takes bf16 only when its estimate beats fp32's by ``BF16_MIN_SPEEDUP`` (bf16 also costs
 accuracy: tests/test_hrm_stream.py states the tolerance); ``fp32``/``bf16`` fix the dtype and probe only the
 kernels. The reason (estimates, and whether the device has native bf16, which is reported but never assumed)
@@ -44,7 +45,9 @@ from lab_v10.src.options.layers import RotaryEmbedding
 logger = logging.getLogger("hrm.stream")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 BF16_MIN_SPEEDUP = 1.1  # auto: bf16's estimated minute must be at least this many times faster than fp32's
-KERNEL_MIN_SPEEDUP = 1.1  # the matmul kernel replaces the default (sdpa, the model's own) only this much faster
+# a kernel replaces the one chosen before it (in ATTENTION_KERNELS' order: sdpa, the model's own, then matmul,
+# then compiled, which costs compile time at start-up) only when this many times faster
+KERNEL_MIN_SPEEDUP = 1.1
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bf16 dot products
 
 
@@ -173,7 +176,7 @@ def probe_stream(
 ) -> dict[str, dict[str, Any]]:
     """Per dtype name: ``block_ms`` (one L block's update of minute ``max_minutes`` for ``batch`` symbols, per
     kernel in ``kernels``), ``unavailable`` (kernel -> why torch.compile could not build it), ``attention``
-    (sdpa unless another is KERNEL_MIN_SPEEDUP times faster; with one kernel, that one) and ``minute_ms``: the
+    (the choice, module docstring; with one kernel, that one) and ``minute_ms``: the
     estimated one-segment update of that minute, block_ms x layers x L-updates."""
     device = torch.device(device)
     cfg = net.cfg
@@ -190,9 +193,11 @@ def probe_stream(
                 unavailable[kernel] = f"{type(cause).__name__}: {str(cause).strip()[:300]}"
         if not seconds:
             raise RuntimeError(f"stream.attention: no kernel of {', '.join(kernels)} runs here: {unavailable}")
-        default = ATTENTION_KERNELS[0] if ATTENTION_KERNELS[0] in seconds else min(seconds, key=seconds.get)
-        fastest = min(seconds, key=seconds.get)
-        kernel = fastest if seconds[fastest] * KERNEL_MIN_SPEEDUP <= seconds[default] else default
+        order = [k for k in ATTENTION_KERNELS if k in seconds]  # the order of preference
+        kernel = order[0]
+        for other in order[1:]:
+            if seconds[other] * KERNEL_MIN_SPEEDUP <= seconds[kernel]:
+                kernel = other
         result[name] = {
             "block_ms": {k: round(s * 1e3, 4) for k, s in seconds.items()},
             "unavailable": unavailable,
