@@ -370,3 +370,20 @@ def test_misuse_is_rejected_with_the_expected_shape_or_order():
     streamer.start_day(x_daily)
     with pytest.raises(ValueError, match=r"x_minute: expected shape \(6, 3\)"):
         streamer.step(x_minute[:, :2])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel", ["sdpa", "compiled"])
+def test_the_27m_preset_streams_the_full_forward(repo_root, kernel):
+    """At the real widths (d_L 768, 12 heads of 64, 6 layers) the stream equals act_rollout in fp32."""
+    from lab_v10.src.config import load_config
+
+    cfg = dataclasses.replace(load_config(repo_root / "config" / "default_hrm27m.yaml").hrm, max_segments=2)
+    net = build(seed=0, cfg=cfg)
+    g = torch.Generator().manual_seed(0)
+    x_daily = torch.randn(3, 16, cfg.daily_features, generator=g)
+    x_minute = torch.randn(3, 6, cfg.minute_features, generator=g)
+    expected, steps = full_forward(net, x_daily, x_minute)
+    streamer = HRMStreamer(net, 3, 6, "cpu", attention=kernel)
+    assert torch.equal(streamer.start_day(x_daily), steps)
+    assert (stream_minutes(streamer, x_minute) - expected).abs().max().item() <= 1e-5
