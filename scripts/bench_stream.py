@@ -1,7 +1,8 @@
 """Per-minute latency of HRMStreamer against its roofline floor and against re-running the day.
 
     python scripts/bench_stream.py [--presets 27m small] [--dtypes fp32 bf16] [--batch 64] [--samples 20]
-                                   [--max-segments-live 2] [--rerun-batch 4] [--catch-up-budget-s 300]
+                                   [--attention auto] [--max-segments-live 2] [--rerun-batch 4]
+                                   [--catch-up-budget-s 300]
                                    [--set KEY=VALUE ...] [--threads N] [--device cpu] [--seed N] [--quick]
                                    [--out FILE]
 
@@ -12,7 +13,8 @@ has the preset's widths and random weights; its FiLM and Q-head weights, zero as
 N(0, ``--q-std``^2) as after training, so FiLM conditions the minutes and the learned halting rule
 (``hrm.eval_halting``) stops symbols after different numbers of segments. Per preset: ``auto``, the choice
 ``stream.dtype: auto`` makes at ``--batch`` (options/stream_dtype.py: its probe, kernel and reason). Per dtype
-(weights and KV cache cast to it; the cached-attention kernel ``auto``'s probe picks in it) and for batch 1
+(weights and KV cache cast to it; the cached-attention kernel ``auto``'s probe picks in it, or ``--attention``)
+and for batch 1
 and ``--batch``, three streamers:
 
 - ``one_segment``: a twin of the net with ``max_segments = 1`` (same weights): one segment per minute;
@@ -76,7 +78,7 @@ from bench_common import (
 from lab_v10.src.config import apply_overrides, load_config
 from lab_v10.src.options.act_halting import act_rollout
 from lab_v10.src.options.hrm_net import HRMNet
-from lab_v10.src.options.hrm_stream import HRMStreamer
+from lab_v10.src.options.hrm_stream import ATTENTION_KERNELS, HRMStreamer
 from lab_v10.src.options.stream_dtype import (
     DTYPES,
     MinuteCost,
@@ -253,7 +255,7 @@ def bench_dtype(net32: HRMNet, dtype_name: str, x_daily, x_minute, args, sync, a
     dtype = DTYPES[dtype_name]
     twin32 = one_segment_twin(net32)
     net, twin = (copy.deepcopy(m).to(dtype) for m in (net32, twin32))  # the streamed weights
-    kernel = auto["probe"][dtype_name]["attention"]
+    kernel = auto["probe"][dtype_name]["attention"] if args.attention == "auto" else args.attention
     rates = projection_rates(net, args.batch, dtype, args.device, args.rate_repeats)
     bandwidth = memory_bandwidth(args.device, args.rate_repeats, sync)
     result: dict[str, Any] = {
@@ -375,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=TARGET_BATCH, help="symbols streamed together")
     parser.add_argument("--samples", type=int, help="timed minute updates per window (default 20, quick 5)")
     parser.add_argument("--h-repeats", type=int, help="timed start_day calls (default 3, quick 1)")
+    parser.add_argument("--attention", choices=["auto", *ATTENTION_KERNELS], default="auto",
+                        help="the streamers' cached-attention kernel (auto: the one auto's probe picks per dtype)")
     parser.add_argument("--max-segments-live", type=int, default=2, help="the segment cap of the capped streamer")
     parser.add_argument("--rerun-batch", type=int, default=4, help="symbols in the timed full-day rerun")
     parser.add_argument("--rerun-repeats", type=int, help="timed full-day reruns (default 3, quick 1)")

@@ -3,8 +3,8 @@
 ``build_streamer(net, batch, max_minutes, device, cfg.stream)`` returns an HRMStreamer in the chosen dtype
 and kernel with ``stream.max_segments_live``. The choice (:func:`choose_stream`) follows a short probe
 (:func:`probe_stream`) at the batch to be streamed, in each candidate dtype: the best of ``repeats`` timed
-calls of one L block's update of the day's last minute (hrm_stream.block_update: projections, RoPE, the
-attention over a ``max_minutes`` cache, norms, SwiGLU) with each kernel of hrm_stream.ATTENTION_KERNELS
+calls of one L block's update of a minute with ``max_minutes`` cached (hrm_stream.block_update: projections,
+RoPE, the attention over a strided view of the cache, as every minute but the day's last reads, norms, SwiGLU) with each kernel of hrm_stream.ATTENTION_KERNELS
 (``stream.attention: auto``) or the one the config names. In the order sdpa (the model's own), matmul,
 compiled (which costs compile time at start-up), a kernel replaces the choice so far only when it is
 KERNEL_MIN_SPEEDUP times faster; ``compiled`` is probed only where torch.compile builds it (its error is kept
@@ -150,7 +150,9 @@ def block_seconds(
     block: nn.Module, batch: int, keys: int, dtype: torch.dtype, device: torch.device, kernel: str, repeats: int
 ) -> float:
     """Best seconds of hrm_stream.block_update of one new minute for ``batch`` symbols after ``keys - 1`` cached
-    minutes, with ``block`` (an L block) cast to ``dtype``, and ``kernel``. The compiled kernel compiles here
+    minutes, with ``block`` (an L block) cast to ``dtype``, and ``kernel``. The cache holds one minute more than
+    that: every minute but the day's last reads a strided view of its cache, and the matmul kernel is several
+    times slower on one than on the whole (contiguous) cache. The compiled kernel compiles here
     (torch._dynamo.exc.BackendCompilerFailed where it cannot)."""
     sync = device_sync(device)
     attn = block.attn
@@ -158,7 +160,7 @@ def block_seconds(
     rope = RotaryEmbedding(attn.head_dim, keys, 10000.0).to(device)  # the base does not change the cost
     new_rows = (rope.cos[keys - 1 :, None, None], rope.sin[keys - 1 :, None, None])  # (1, 1, 1, D) each, fp32
     with torch.inference_mode():
-        cache = KVCache(batch, keys, attn.n_heads, attn.head_dim, device, dtype)
+        cache = KVCache(batch, keys + 1, attn.n_heads, attn.head_dim, device, dtype)
         x = torch.randn(batch, 1, attn.n_heads * attn.head_dim, generator=torch.Generator().manual_seed(0))
         x = x.to(device, dtype)  # (batch, 1, d_L)
         return best_seconds(lambda: block_update(block, cache, slice(0, batch), keys - 1, x, new_rows, kernel),
