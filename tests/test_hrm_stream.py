@@ -337,7 +337,7 @@ def test_the_compiled_kernel_compiles_at_construction_and_never_during_a_day(dty
     eager = HRMStreamer(net, BATCH, CFG.minutes_per_day, "cpu", dtype, attention="sdpa")
     symbols_per_segment = set()
     for day in range(3):
-        x_daily, x_minute = day_inputs(seed=20 + day)
+        x_daily, x_minute = day_inputs(seed=22 + day)  # days 23 and 24 end with a segment of one symbol
         steps = streamer.start_day(x_daily)
         assert torch.equal(steps, eager.start_day(x_daily))
         symbols_per_segment |= {int((steps > s).sum()) for s in range(int(steps.max()))}
