@@ -14,8 +14,7 @@ N(0, ``--q-std``^2) as after training, so FiLM conditions the minutes and the le
 (``hrm.eval_halting``) stops symbols after different numbers of segments. Per preset: ``auto``, the choice
 ``stream.dtype: auto`` makes at ``--batch`` (options/stream_dtype.py: its probe, kernel and reason). Per dtype
 (weights and KV cache cast to it; the cached-attention kernel ``auto``'s probe picks in it, or ``--attention``)
-and for batch 1
-and ``--batch``, three streamers:
+and for batch 1 and ``--batch``, three streamers:
 
 - ``one_segment``: a twin of the net with ``max_segments = 1`` (same weights): one segment per minute;
 - ``halting``: the net itself, with the segments the learned rule chose per symbol;

@@ -353,7 +353,8 @@ class StreamConfig:
     # only where it runs them faster than fp32, and logs why)
     dtype: Literal["auto", "fp32", "bf16"] = "auto"
     # the cached-attention kernel: sdpa, matmul, compiled (torch.compile'd one-minute block update; needs a C++
-    # compiler on CPU, Triton on CUDA), or auto (the probe takes the fastest, sdpa unless another is 1.1x faster)
+    # compiler on CPU, Triton on CUDA), or auto (measured: in that order, a kernel replaces the choice so far only
+    # when 1.1x faster)
     attention: Literal["auto", "sdpa", "matmul", "compiled"] = "auto"
     # most segments a symbol runs per minute in live use (null: hrm.max_segments); symbols the learned rule would
     # run longer stop there (the full forward with hrm.max_segments = this value), counted per day
