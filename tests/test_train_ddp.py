@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -229,6 +230,13 @@ def tiny_data():
     return cfg, build_dataset(load_market(cfg.data, cfg.seed), cfg)
 
 
+# About 1 torchrun launch in 10-15 on a loaded 2-core machine loses a rank to SIGABRT with this message, from a
+# native thread with no Python frame, seconds into training (seen with torch 2.13.0+cpu and gloo; not diagnosed,
+# not reproduced without load). The torchrun test relaunches once on exactly this; any other failure, or the
+# abort twice in a row, fails.
+NATIVE_ABORT = "terminate called without an active exception"
+
+
 def run_script(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env,
@@ -318,9 +326,13 @@ def test_torchrun_two_ranks_train_like_one_process(tmp_path, tiny_config, tiny_d
     # 147 training dates after purging, 140 of them with daily_window rows of history: even, no sampler padding
     train_end = data.sample_dates[151]
     single = train_hrm(cfg, tmp_path / "single", DistContext(), train_end, 20)
-    done = run_script("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                      "scripts/train_hrm.py", "--config", str(tiny_config), "--out", str(tmp_path / "ddp"),
-                      "--train-end", f"{train_end:%Y-%m-%d}", "--val-days", "20")
+    args = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "scripts/train_hrm.py",
+            "--config", str(tiny_config), "--out", str(tmp_path / "ddp"), "--train-end", f"{train_end:%Y-%m-%d}",
+            "--val-days", "20")
+    done = run_script(*args)
+    if done.returncode != 0 and NATIVE_ABORT in done.stderr:  # once, into a fresh folder; see NATIVE_ABORT
+        shutil.rmtree(tmp_path / "ddp", ignore_errors=True)
+        done = run_script(*args)
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "ddp" / "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["backend"] == "gloo" and summary["rank_batch"] == 16
