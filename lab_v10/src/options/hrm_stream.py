@@ -37,9 +37,8 @@ never a copy of the cache (the compiled kernel converts each cached value in reg
 (layers.attention: flash-attn or PyTorch SDPA), ``matmul`` (two batched matmuls, softmax in fp32) or
 ``compiled`` (a one-minute block update compiled by ``torch.compile``: the single query's scores and weighted
 sum as fp32 reductions that read each cached bf16 key and value once, fused with RoPE, the norms and the
-SwiGLU; several minutes at once use sdpa). Batched matmuls of one query each spend more time per item than
-reading it; the compiled reductions read the cache once (at about two thirds of a plain read's bandwidth on
-the benchmark machine: HRM27M.md, "Latency and throughput").
+SwiGLU; several minutes at once use sdpa). In bf16 the eager kernels are several times slower on the strided
+cache views of every minute but the day's last (measured: HRM27M.md, "Latency and throughput").
 stream_dtype.py chooses the kernel, and the dtype, from measured throughput.
 
 Time semantics: the probability returned for minute m uses daily rows <= d-1 (``x_daily`` of
